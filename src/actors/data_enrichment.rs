@@ -1,0 +1,85 @@
+//! The DataEnrichment agent: customer history, screening, jurisdiction risk, typologies.
+
+use std::sync::Arc;
+
+use actix::{Actor, Context, Handler, ResponseActFuture};
+
+use super::agent::{guarded, stoppable};
+use crate::domain::AgentKind;
+use crate::domain::enrichment::{ReferenceData, enrich};
+use crate::domain::facts::{CustomerHistory, EnrichmentFacts};
+use crate::messages::enrichment::Enrich;
+use crate::messages::{AgentError, StepMeta, StepReply, StepResult};
+use crate::store::Store;
+
+/// Provider name recorded for steps that involve no model.
+pub const DETERMINISTIC: &str = "deterministic";
+
+/// The DataEnrichment agent.
+pub struct DataEnrichment {
+    refs: ReferenceData,
+    store: Arc<Store>,
+    model: String,
+    mailbox: usize,
+}
+
+impl DataEnrichment {
+    /// An agent reading `refs` and customer history from `store`.
+    pub fn new(refs: ReferenceData, store: Arc<Store>, model: String, mailbox: usize) -> Self {
+        Self {
+            refs,
+            store,
+            model,
+            mailbox,
+        }
+    }
+}
+
+impl Actor for DataEnrichment {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(self.mailbox);
+    }
+}
+
+stoppable!(DataEnrichment);
+
+impl Handler<Enrich> for DataEnrichment {
+    type Result = ResponseActFuture<Self, StepResult<EnrichmentFacts>>;
+
+    fn handle(&mut self, msg: Enrich, _ctx: &mut Self::Context) -> Self::Result {
+        let refs = self.refs.clone();
+        let store = self.store.clone();
+        let model = self.model.clone();
+        let alert = msg.env.alert.clone();
+        let work = async move {
+            let (prior_alerts, prior_escalations) = store
+                .customer_history(&alert.customer.customer_id, &alert.alert_id)
+                .await
+                .map_err(|e| AgentError::Source(e.to_string()))?;
+            let history = CustomerHistory {
+                prior_alerts,
+                prior_escalations,
+                source: "store".into(),
+            };
+            // Screening and typologies are CPU work: keep them off the agent's event loop so
+            // that other alerts' messages (and cancellations) are still served.
+            let facts = tokio::task::spawn_blocking(move || enrich(&alert, &refs, history))
+                .await
+                .map_err(|e| match e.try_into_panic() {
+                    Ok(p) => AgentError::Panicked(super::agent::panic_message(p.as_ref())),
+                    Err(e) => AgentError::Source(e.to_string()),
+                })?;
+            Ok(StepReply {
+                output: facts,
+                meta: StepMeta {
+                    provider: DETERMINISTIC.into(),
+                    model,
+                    ..Default::default()
+                },
+            })
+        };
+        guarded(self, AgentKind::DataEnrichment, &msg.env, work)
+    }
+}

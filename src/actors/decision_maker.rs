@@ -1,0 +1,220 @@
+//! The DecisionMaker agent: the deterministic policy floor, a model's proposal, and the
+//! bounded result. The model may raise severity or lower confidence; it can never lower the
+//! disposition below the floor.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use actix::{Actor, Context, Handler, ResponseActFuture};
+use serde::Deserialize;
+
+use super::agent::{guarded, stoppable};
+use crate::domain::AgentKind;
+use crate::domain::alert::{Alert, Priority};
+use crate::domain::decision::Disposition;
+use crate::domain::facts::EnrichmentFacts;
+use crate::domain::policy::{self, PolicyInput, PolicyOutcome, ScreeningSummary, Thresholds};
+use crate::domain::scoring::{RiskAssessment, confidence};
+use crate::llm::prompts::DECISION_MAKER;
+use crate::llm::{LlmError, LlmProvider, LlmRequest, LlmTask};
+use crate::messages::decision::{Decide, DecisionProposal};
+use crate::messages::{AgentError, StepMeta, StepReply, StepResult};
+
+/// Output limit for proposals.
+const PROPOSAL_MAX_TOKENS: u32 = 800;
+
+/// The DecisionMaker agent.
+pub struct DecisionMaker {
+    provider: Arc<dyn LlmProvider>,
+    model: String,
+    thresholds: Thresholds,
+    mailbox: usize,
+}
+
+impl DecisionMaker {
+    /// An agent proposing with `provider`/`model`, bounded by `thresholds`.
+    pub fn new(
+        provider: Arc<dyn LlmProvider>,
+        model: String,
+        thresholds: Thresholds,
+        mailbox: usize,
+    ) -> Self {
+        Self {
+            provider,
+            model,
+            thresholds,
+            mailbox,
+        }
+    }
+}
+
+impl Actor for DecisionMaker {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(self.mailbox);
+    }
+}
+
+stoppable!(DecisionMaker);
+
+/// The deterministic policy outcome and the evidence's confidence for an alert.
+pub fn policy_floor(
+    alert: &Alert,
+    facts: &EnrichmentFacts,
+    risk: &RiskAssessment,
+    degraded_steps: &[String],
+    t: &Thresholds,
+) -> (PolicyOutcome, f64) {
+    let conf = confidence(risk, facts, !degraded_steps.is_empty(), t);
+    let input = PolicyInput {
+        score: risk.score,
+        screening: ScreeningSummary::of(facts),
+        clearance_blockers: risk.clearance_blockers.clone(),
+        confidence: conf,
+        degraded_steps: degraded_steps.to_vec(),
+        source_priority_high: alert.priority >= Priority::High,
+        detected_on: alert.created_at.date_naive(),
+    };
+    (policy::decide(&input, t), conf)
+}
+
+/// Evidence ids a rationale may cite: the facts' ids, the factors' evidence and the alert.
+pub fn citable_ids(facts: &EnrichmentFacts, risk: &RiskAssessment) -> Vec<String> {
+    let mut ids: BTreeSet<String> = facts.evidence_ids().into_iter().collect();
+    for f in &risk.factors {
+        ids.extend(f.evidence.iter().cloned());
+    }
+    ids.insert("alert".into());
+    ids.into_iter().collect()
+}
+
+/// The evidence a deterministic rationale cites: each factor's evidence, first mention only.
+pub fn cited_evidence(risk: &RiskAssessment) -> Vec<String> {
+    let mut seen = BTreeSet::new();
+    risk.factors
+        .iter()
+        .flat_map(|f| f.evidence.iter())
+        .filter(|id| seen.insert(id.as_str()))
+        .cloned()
+        .collect()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ModelProposal {
+    disposition: String,
+    confidence: f64,
+    rationale: String,
+    cited_evidence: Vec<String>,
+}
+
+/// Parses and validates a model's proposal: known disposition, confidence in 0..=1, and only
+/// citations of evidence that exists.
+fn parse_proposal(
+    text: &str,
+    citable: &[String],
+) -> Result<(Disposition, f64, String, Vec<String>), LlmError> {
+    let p: ModelProposal = serde_json::from_str(text.trim())
+        .map_err(|e| LlmError::Malformed(format!("proposal is not the expected JSON: {e}")))?;
+    let d = Disposition::parse(&p.disposition)
+        .ok_or_else(|| LlmError::Malformed(format!("unknown disposition {:?}", p.disposition)))?;
+    if !(p.confidence.is_finite() && (0.0..=1.0).contains(&p.confidence)) {
+        return Err(LlmError::Malformed("confidence outside 0..1".into()));
+    }
+    if let Some(bad) = p
+        .cited_evidence
+        .iter()
+        .find(|id| citable.binary_search(id).is_err())
+    {
+        return Err(LlmError::Malformed(format!(
+            "cites evidence that does not exist: {bad:?}"
+        )));
+    }
+    Ok((d, p.confidence, p.rationale, p.cited_evidence))
+}
+
+impl Handler<Decide> for DecisionMaker {
+    type Result = ResponseActFuture<Self, StepResult<DecisionProposal>>;
+
+    fn handle(&mut self, msg: Decide, _ctx: &mut Self::Context) -> Self::Result {
+        let provider = self.provider.clone();
+        let model = self.model.clone();
+        let t = self.thresholds;
+        let alert = msg.env.alert.clone();
+        let (facts, risk, degraded) = (msg.facts, msg.risk, msg.degraded_steps);
+        let work = async move {
+            let (floor, evidence_conf) = policy_floor(&alert, &facts, &risk, &degraded, &t);
+            let citable = citable_ids(&facts, &risk);
+            let prompt = if provider.needs_prompt() {
+                format!(
+                    "POLICY FLOOR: {}\nPOLICY REASONS: {}\nRISK:\n{}\nFACTS:\n{}",
+                    floor.disposition,
+                    floor.reasons.join("; "),
+                    serde_json::to_string(&*risk).unwrap_or_default(),
+                    serde_json::to_string(&*facts).unwrap_or_default(),
+                )
+            } else {
+                String::new()
+            };
+            let request = LlmRequest {
+                agent: AgentKind::DecisionMaker,
+                model: model.clone(),
+                prompt_version: DECISION_MAKER.version.clone(),
+                system: DECISION_MAKER.text.to_string(),
+                prompt,
+                task: LlmTask::Decision {
+                    floor: floor.disposition,
+                    confidence: evidence_conf,
+                    reasons: floor.reasons.clone(),
+                    evidence_ids: cited_evidence(&risk),
+                },
+                max_tokens: PROPOSAL_MAX_TOKENS,
+            };
+            let response = provider.complete(request).await?;
+            let (proposed, model_conf, rationale, cited) =
+                parse_proposal(&response.text, &citable).map_err(AgentError::Llm)?;
+            let confidence = evidence_conf.min(model_conf);
+            let disposition = policy::bound(floor.disposition, proposed, confidence, &t);
+            Ok(StepReply {
+                output: DecisionProposal {
+                    disposition,
+                    confidence,
+                    rationale,
+                    evidence_ids: cited,
+                    policy: floor,
+                    model_disposition: Some(proposed),
+                },
+                meta: StepMeta {
+                    provider: response.provider,
+                    model: response.model,
+                    prompt_version: DECISION_MAKER.version.clone(),
+                    tokens_in: response.tokens_in,
+                    tokens_out: response.tokens_out,
+                    cost_usd: response.cost_usd,
+                    notes: vec![],
+                },
+            })
+        };
+        guarded(self, AgentKind::DecisionMaker, &msg.env, work)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invented_citation_is_rejected() {
+        let citable = vec!["alert".to_string(), "tx:T1".to_string()];
+        let ok = r#"{"disposition":"ESCALATE_L2","confidence":0.8,"rationale":"x [tx:T1]","cited_evidence":["tx:T1"]}"#;
+        assert!(parse_proposal(ok, &citable).is_ok());
+        let bad = r#"{"disposition":"ESCALATE_L2","confidence":0.8,"rationale":"x","cited_evidence":["tx:T9"]}"#;
+        assert!(matches!(
+            parse_proposal(bad, &citable),
+            Err(LlmError::Malformed(_))
+        ));
+        let bad = r#"{"disposition":"MAYBE","confidence":0.8,"rationale":"x","cited_evidence":[]}"#;
+        assert!(parse_proposal(bad, &citable).is_err());
+    }
+}

@@ -1,0 +1,61 @@
+//! The RiskScoring agent: a 0-100 score with per-factor contributions.
+
+use actix::{Actor, Context, Handler, ResponseActFuture};
+
+use super::agent::{guarded, stoppable};
+use super::data_enrichment::DETERMINISTIC;
+use crate::domain::AgentKind;
+use crate::domain::policy::Thresholds;
+use crate::domain::scoring::{RiskAssessment, assess};
+use crate::messages::scoring::Score;
+use crate::messages::{StepMeta, StepReply, StepResult};
+
+/// The RiskScoring agent.
+pub struct RiskScoring {
+    thresholds: Thresholds,
+    model: String,
+    mailbox: usize,
+}
+
+impl RiskScoring {
+    /// An agent scoring with `thresholds`.
+    pub fn new(thresholds: Thresholds, model: String, mailbox: usize) -> Self {
+        Self {
+            thresholds,
+            model,
+            mailbox,
+        }
+    }
+}
+
+impl Actor for RiskScoring {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(self.mailbox);
+    }
+}
+
+stoppable!(RiskScoring);
+
+impl Handler<Score> for RiskScoring {
+    type Result = ResponseActFuture<Self, StepResult<RiskAssessment>>;
+
+    fn handle(&mut self, msg: Score, _ctx: &mut Self::Context) -> Self::Result {
+        let t = self.thresholds;
+        let model = self.model.clone();
+        let alert = msg.env.alert.clone();
+        let facts = msg.facts;
+        let work = async move {
+            Ok(StepReply {
+                output: assess(&alert, &facts, &t),
+                meta: StepMeta {
+                    provider: DETERMINISTIC.into(),
+                    model,
+                    ..Default::default()
+                },
+            })
+        };
+        guarded(self, AgentKind::RiskScoring, &msg.env, work)
+    }
+}

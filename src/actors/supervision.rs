@@ -1,0 +1,280 @@
+//! Supervision built on top of actix: restart with a restart-intensity limit and jittered
+//! exponential backoff, and the per-step retry policy.
+//!
+//! actix's own `Supervised` restarts an actor only when it stops, catches no panic and has no
+//! restart limit. Here each agent lives in a [`Slot`] that knows how to start a fresh instance
+//! on the agent's arbiter. A crash (a caught panic, a closed mailbox, an actor found stopped by
+//! the watchdog) is reported to the slot, which restarts the agent after a backoff, unless the
+//! agent crashed more than `restart_max` times within `restart_window`: then the slot is marked
+//! failed, alerts take the degraded path (never AUTO_CLEAR) without calling it, and one more
+//! restart is tried after `cooldown`.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use actix::{Actor, Addr};
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+
+use crate::domain::AgentKind;
+use crate::messages::AgentError;
+
+/// Restart-intensity limit and backoff.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RestartPolicy {
+    /// Restarts allowed within `window`.
+    pub max_restarts: u32,
+    /// The window.
+    pub window: Duration,
+    /// First restart delay; doubles with each recent restart.
+    pub backoff: Duration,
+    /// How long a failed agent stays failed before one more restart is tried.
+    pub cooldown: Duration,
+}
+
+impl RestartPolicy {
+    /// Delay before the `n`th restart within the window (1-based): exponential with jitter in
+    /// [50%, 100%] so that agents crashing together do not restart in lockstep.
+    pub fn delay(&self, n: u32) -> Duration {
+        let exp = self
+            .backoff
+            .saturating_mul(1u32 << n.saturating_sub(1).min(16));
+        let capped = exp.min(Duration::from_secs(30));
+        capped.mul_f64(0.5 + fastrand::f64() * 0.5)
+    }
+}
+
+/// Per-step retry policy.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RetryPolicy {
+    /// Retries after the first attempt.
+    pub max_retries: u32,
+    /// First delay.
+    pub base: Duration,
+    /// Cap on one computed delay.
+    pub max: Duration,
+}
+
+impl RetryPolicy {
+    /// Delay after failed attempt `attempt` (1-based): full jitter over an exponentially
+    /// growing window, but never less than what the dependency asked for (`retry-after`).
+    pub fn delay(&self, attempt: u32, asked: Option<Duration>) -> Duration {
+        let window = self
+            .base
+            .saturating_mul(1u32 << attempt.saturating_sub(1).min(16))
+            .min(self.max);
+        let jittered = window.mul_f64(fastrand::f64());
+        asked.map_or(jittered, |a| a.max(jittered))
+    }
+}
+
+/// Health of one agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentStatus {
+    /// Serving.
+    Running,
+    /// Between a crash and its restart.
+    Restarting,
+    /// Past its restart limit: alerts take the degraded path.
+    Failed,
+}
+
+/// A snapshot of an agent's health.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentHealth {
+    /// Which agent.
+    pub agent: AgentKind,
+    /// Its status.
+    pub status: AgentStatus,
+    /// Restarts since the engine started.
+    pub restarts_total: u64,
+    /// Instance number (0 for the first).
+    pub generation: u64,
+}
+
+struct SlotState<A: Actor> {
+    addr: Addr<A>,
+    generation: u64,
+    status: AgentStatus,
+    recent: VecDeque<Instant>,
+    failed_until: Option<Instant>,
+}
+
+/// The supervised home of one agent.
+pub struct Slot<A: Actor> {
+    kind: AgentKind,
+    policy: RestartPolicy,
+    spawn: Box<dyn Fn() -> Addr<A> + Send + Sync>,
+    state: Mutex<SlotState<A>>,
+    restarts_total: AtomicU64,
+}
+
+impl<A: Actor> Slot<A> {
+    /// Starts the first instance with `spawn`, which must start a fresh agent each call.
+    pub fn new(
+        kind: AgentKind,
+        policy: RestartPolicy,
+        spawn: Box<dyn Fn() -> Addr<A> + Send + Sync>,
+    ) -> Self {
+        let addr = spawn();
+        Self {
+            kind,
+            policy,
+            spawn,
+            state: Mutex::new(SlotState {
+                addr,
+                generation: 0,
+                status: AgentStatus::Running,
+                recent: VecDeque::new(),
+                failed_until: None,
+            }),
+            restarts_total: AtomicU64::new(0),
+        }
+    }
+
+    /// Which agent this slot holds.
+    pub fn kind(&self) -> AgentKind {
+        self.kind
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, SlotState<A>> {
+        // A poisoned lock only means a panic elsewhere while holding it; the state is still
+        // consistent (every update is a single assignment), so keep going.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The current instance and its generation, or why there is none.
+    pub fn current(self: &std::sync::Arc<Self>) -> Result<(Addr<A>, u64), AgentError> {
+        let mut s = self.lock();
+        match s.status {
+            AgentStatus::Running if s.addr.connected() => Ok((s.addr.clone(), s.generation)),
+            AgentStatus::Running => {
+                let generation = s.generation;
+                drop(s);
+                self.report_crash(generation, "found stopped");
+                Err(AgentError::Stopped)
+            }
+            AgentStatus::Restarting => Err(AgentError::Restarting),
+            AgentStatus::Failed => {
+                if s.failed_until.is_some_and(|t| Instant::now() >= t) {
+                    // Cooldown over: try once more with a clean restart record.
+                    s.recent.clear();
+                    s.failed_until = None;
+                    s.status = AgentStatus::Restarting;
+                    let generation = s.generation;
+                    drop(s);
+                    tracing::warn!(agent = %self.kind, "cooldown over: restarting failed agent");
+                    self.schedule_restart(generation, Duration::ZERO);
+                    Err(AgentError::Restarting)
+                } else {
+                    Err(AgentError::Failed)
+                }
+            }
+        }
+    }
+
+    /// Reports that instance `generation` crashed or stopped. Reports about an instance that
+    /// has already been replaced are ignored, so a crash seen by many callers restarts once.
+    pub fn report_crash(self: &std::sync::Arc<Self>, generation: u64, why: &str) {
+        let mut s = self.lock();
+        if s.generation != generation || s.status != AgentStatus::Running {
+            return;
+        }
+        let now = Instant::now();
+        while s
+            .recent
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > self.policy.window)
+        {
+            s.recent.pop_front();
+        }
+        if s.recent.len() as u32 >= self.policy.max_restarts {
+            s.status = AgentStatus::Failed;
+            s.failed_until = Some(now + self.policy.cooldown);
+            tracing::error!(
+                agent = %self.kind, reason = why, restarts = s.recent.len(),
+                window_s = self.policy.window.as_secs_f64(),
+                "restart limit reached: agent marked failed, alerts take the degraded path"
+            );
+            return;
+        }
+        s.recent.push_back(now);
+        s.status = AgentStatus::Restarting;
+        let delay = self.policy.delay(s.recent.len() as u32);
+        drop(s);
+        tracing::warn!(agent = %self.kind, reason = why, delay_ms = delay.as_millis() as u64, "agent crashed: restarting");
+        self.schedule_restart(generation, delay);
+    }
+
+    fn schedule_restart(self: &std::sync::Arc<Self>, generation: u64, delay: Duration) {
+        let slot = self.clone();
+        actix_rt::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let addr = (slot.spawn)();
+            let mut s = slot.lock();
+            if s.generation == generation {
+                s.addr = addr;
+                s.generation += 1;
+                s.status = AgentStatus::Running;
+                slot.restarts_total.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(agent = %slot.kind, generation = s.generation, "agent restarted");
+            }
+        });
+    }
+
+    /// Watchdog check: restarts an instance found stopped between calls.
+    pub fn check(self: &std::sync::Arc<Self>) {
+        let s = self.lock();
+        if s.status == AgentStatus::Running && !s.addr.connected() {
+            let generation = s.generation;
+            drop(s);
+            self.report_crash(generation, "found stopped by watchdog");
+        }
+    }
+
+    /// A health snapshot.
+    pub fn health(&self) -> AgentHealth {
+        let s = self.lock();
+        AgentHealth {
+            agent: self.kind,
+            status: s.status,
+            restarts_total: self.restarts_total.load(Ordering::Relaxed),
+            generation: s.generation,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_delay_grows_and_honours_retry_after() {
+        let p = RetryPolicy {
+            max_retries: 3,
+            base: Duration::from_millis(100),
+            max: Duration::from_secs(1),
+        };
+        for attempt in 1..6 {
+            let d = p.delay(attempt, None);
+            let window = Duration::from_millis(100 * (1 << (attempt - 1))).min(p.max);
+            assert!(d <= window, "attempt {attempt}: {d:?} > {window:?}");
+        }
+        assert!(p.delay(1, Some(Duration::from_secs(3))) >= Duration::from_secs(3));
+    }
+
+    #[test]
+    fn restart_delay_is_jittered_exponential() {
+        let p = RestartPolicy {
+            max_restarts: 3,
+            window: Duration::from_secs(10),
+            backoff: Duration::from_millis(100),
+            cooldown: Duration::from_secs(10),
+        };
+        let d3 = p.delay(3);
+        assert!(d3 >= Duration::from_millis(200) && d3 <= Duration::from_millis(400));
+    }
+}

@@ -1,0 +1,550 @@
+//! Configuration: built-in defaults < TOML file < environment variables.
+//!
+//! Keys are the seed's environment names (`AUTO_CLEAR_THRESHOLD`, `MAX_CONCURRENT_ALERTS`, ...).
+//! In a TOML file the same keys are written in lower case (`auto_clear_threshold = 0.9`).
+//! Unknown keys in the file and invalid values anywhere fail at start with an error naming the
+//! key. Every key listed here is read by the engine; none is decorative.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use config::{Config, Environment, File, FileFormat};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::domain::AgentKind;
+
+/// Environment variable naming the TOML configuration file when `--config` is not given.
+pub const CONFIG_FILE_ENV: &str = "AML_TRIAGE_CONFIG";
+
+/// A configuration problem, naming the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A key has a value the engine cannot use.
+    #[error("invalid configuration: {key}: {message}")]
+    Invalid {
+        /// The key, as its environment name.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The TOML file names a key the engine does not know.
+    #[error("invalid configuration: unknown key {key:?} in {file}")]
+    UnknownKey {
+        /// The key as written.
+        key: String,
+        /// The file.
+        file: String,
+    },
+    /// The file could not be read or parsed.
+    #[error("invalid configuration: {0}")]
+    Source(String),
+}
+
+/// Every key the engine reads, as environment names.
+pub const KNOWN_KEYS: &[&str] = &[
+    "AUTO_CLEAR_THRESHOLD",
+    "ESCALATE_L2_THRESHOLD",
+    "RISK_SCORE_MEDIUM_THRESHOLD",
+    "RISK_SCORE_HIGH_THRESHOLD",
+    "RISK_SCORE_SEVERE_THRESHOLD",
+    "MAX_CONCURRENT_ALERTS",
+    "ADMISSION_WAIT_SECONDS",
+    "AGENT_TIMEOUT_SECONDS",
+    "DATA_ENRICHMENT_TIMEOUT_SECONDS",
+    "RISK_SCORING_TIMEOUT_SECONDS",
+    "CONTEXT_BUILDER_TIMEOUT_SECONDS",
+    "DECISION_MAKER_TIMEOUT_SECONDS",
+    "MAX_RETRIES",
+    "RETRY_BASE_DELAY_MS",
+    "RETRY_MAX_DELAY_MS",
+    "RESTART_MAX",
+    "RESTART_WINDOW_SECONDS",
+    "RESTART_BACKOFF_MS",
+    "FAILED_AGENT_COOLDOWN_SECONDS",
+    "SHUTDOWN_GRACE_SECONDS",
+    "DATA_ENRICHMENT_MODEL",
+    "RISK_SCORING_MODEL",
+    "CONTEXT_BUILDER_MODEL",
+    "DECISION_MAKER_MODEL",
+    "SUPERVISOR_MODEL",
+    "LOG_LEVEL",
+    "LOG_FORMAT",
+    "DATABASE_URL",
+    "NODE_ID",
+    "MAX_ALERT_BYTES",
+    "LIST_PATHS",
+    "JURISDICTION_PATH",
+    "RETENTION_DAYS",
+];
+
+/// The engine's settings after merging and validation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Minimum confidence for AUTO_CLEAR.
+    pub auto_clear_threshold: f64,
+    /// Escalations whose confidence falls below this go to senior (L3) review.
+    pub escalate_l2_threshold: f64,
+    /// Risk score from which an alert is at least MEDIUM and cannot be auto-cleared.
+    pub risk_score_medium_threshold: f64,
+    /// Risk score from which an alert is HIGH (hard stop: never auto-cleared; L3).
+    pub risk_score_high_threshold: f64,
+    /// Risk score from which an alert is SEVERE (SAR recommended).
+    pub risk_score_severe_threshold: f64,
+    /// Alerts in flight per node.
+    pub max_concurrent_alerts: usize,
+    /// How long `submit` waits for admission before telling the caller the node is busy.
+    pub admission_wait_seconds: f64,
+    /// Default per-attempt timeout of every agent.
+    pub agent_timeout_seconds: f64,
+    /// Per-agent override of the timeout.
+    #[serde(default)]
+    pub data_enrichment_timeout_seconds: Option<f64>,
+    /// Per-agent override of the timeout.
+    #[serde(default)]
+    pub risk_scoring_timeout_seconds: Option<f64>,
+    /// Per-agent override of the timeout.
+    #[serde(default)]
+    pub context_builder_timeout_seconds: Option<f64>,
+    /// Per-agent override of the timeout.
+    #[serde(default)]
+    pub decision_maker_timeout_seconds: Option<f64>,
+    /// Retries after the first attempt for retryable errors.
+    pub max_retries: u32,
+    /// First retry delay; doubles each attempt, with full jitter.
+    pub retry_base_delay_ms: u64,
+    /// Cap on one retry delay.
+    pub retry_max_delay_ms: u64,
+    /// Restarts allowed per agent within `restart_window_seconds` before it is marked failed.
+    pub restart_max: u32,
+    /// Window of the restart-intensity limit.
+    pub restart_window_seconds: f64,
+    /// First restart delay; doubles per recent restart, with jitter.
+    pub restart_backoff_ms: u64,
+    /// How long a failed agent stays failed (alerts take the degraded path) before one more
+    /// restart is tried.
+    pub failed_agent_cooldown_seconds: f64,
+    /// How long shutdown waits for in-flight alerts to finish.
+    pub shutdown_grace_seconds: f64,
+    /// Model of the DataEnrichment agent.
+    pub data_enrichment_model: String,
+    /// Model of the RiskScoring agent.
+    pub risk_scoring_model: String,
+    /// Model of the ContextBuilder agent.
+    pub context_builder_model: String,
+    /// Model of the DecisionMaker agent.
+    pub decision_maker_model: String,
+    /// Model of the supervisor's second-model check.
+    pub supervisor_model: String,
+    /// Log filter (`info`, `aml_triage=debug`, ...).
+    pub log_level: String,
+    /// `json` (default) or `text`.
+    pub log_format: String,
+    /// `sqlite:PATH` (default `sqlite:aml-triage.db`), `postgres://...`, or `memory`.
+    pub database_url: String,
+    /// This node's name: the audit chain id and lease owner.
+    pub node_id: String,
+    /// Largest accepted alert, in bytes.
+    pub max_alert_bytes: usize,
+    /// Screening lists: files or folders, separated by `:` in the environment.
+    #[serde(default)]
+    pub list_paths: Vec<PathBuf>,
+    /// FATF jurisdiction list (`iso2,country,fatf_status,eu_high_risk_third_country`).
+    #[serde(default)]
+    pub jurisdiction_path: Option<PathBuf>,
+    /// Records older than this many days may be purged.
+    pub retention_days: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            auto_clear_threshold: 0.85,
+            escalate_l2_threshold: 0.70,
+            risk_score_medium_threshold: 40.0,
+            risk_score_high_threshold: 70.0,
+            risk_score_severe_threshold: 85.0,
+            max_concurrent_alerts: 100,
+            admission_wait_seconds: 30.0,
+            agent_timeout_seconds: 30.0,
+            data_enrichment_timeout_seconds: None,
+            risk_scoring_timeout_seconds: None,
+            context_builder_timeout_seconds: None,
+            decision_maker_timeout_seconds: None,
+            max_retries: 3,
+            retry_base_delay_ms: 200,
+            retry_max_delay_ms: 10_000,
+            restart_max: 5,
+            restart_window_seconds: 60.0,
+            restart_backoff_ms: 100,
+            failed_agent_cooldown_seconds: 60.0,
+            shutdown_grace_seconds: 30.0,
+            data_enrichment_model: "offline-deterministic".into(),
+            risk_scoring_model: "offline-deterministic".into(),
+            context_builder_model: "offline-deterministic".into(),
+            decision_maker_model: "offline-deterministic".into(),
+            supervisor_model: "offline-deterministic".into(),
+            log_level: "info".into(),
+            log_format: "json".into(),
+            database_url: "sqlite:aml-triage.db".into(),
+            node_id: default_node_id(),
+            max_alert_bytes: crate::domain::alert::DEFAULT_MAX_ALERT_BYTES,
+            list_paths: Vec::new(),
+            jurisdiction_path: None,
+            retention_days: 1825,
+        }
+    }
+}
+
+fn default_node_id() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_string())
+        })
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "node-1".to_string())
+}
+
+impl Settings {
+    /// Loads defaults, then the TOML file (explicit path, else `AML_TRIAGE_CONFIG`), then the
+    /// process environment, and validates the result.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let env: HashMap<String, String> = std::env::vars().collect();
+        let file = file
+            .map(Path::to_path_buf)
+            .or_else(|| env.get(CONFIG_FILE_ENV).map(PathBuf::from));
+        Self::load_from(file.as_deref(), &env)
+    }
+
+    /// Same as [`Settings::load`] with an explicit environment, for tests and embedding.
+    pub fn load_from(
+        file: Option<&Path>,
+        env: &HashMap<String, String>,
+    ) -> Result<Self, ConfigError> {
+        let defaults = Config::try_from(&Settings::default())
+            .map_err(|e| ConfigError::Source(e.to_string()))?;
+        let mut builder = Config::builder().add_source(defaults);
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| ConfigError::Source(format!("cannot read {}: {e}", path.display())))?;
+            check_file_keys(&text, path)?;
+            builder = builder.add_source(File::from_str(&text, FileFormat::Toml));
+        }
+        // Only the engine's own keys are taken from the environment, so that unrelated
+        // variables cannot collide with them.
+        let ours: HashMap<String, String> = env
+            .iter()
+            .filter(|(k, _)| KNOWN_KEYS.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        builder = builder.add_source(
+            Environment::default()
+                .source(Some(ours))
+                .try_parsing(true)
+                .list_separator(":")
+                .with_list_parse_key("list_paths"),
+        );
+        let merged = builder
+            .build()
+            .map_err(|e| ConfigError::Source(e.to_string()))?;
+        let settings: Settings = merged.try_deserialize().map_err(deserialize_error)?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks ranges and orderings; errors name the key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        fn bad(key: &str, message: impl Into<String>) -> ConfigError {
+            ConfigError::Invalid {
+                key: key.into(),
+                message: message.into(),
+            }
+        }
+        let unit = |key: &str, v: f64| {
+            if v.is_finite() && v > 0.0 && v <= 1.0 {
+                Ok(())
+            } else {
+                Err(bad(key, format!("must be in (0, 1], got {v}")))
+            }
+        };
+        unit("AUTO_CLEAR_THRESHOLD", self.auto_clear_threshold)?;
+        unit("ESCALATE_L2_THRESHOLD", self.escalate_l2_threshold)?;
+        if self.escalate_l2_threshold > self.auto_clear_threshold {
+            return Err(bad(
+                "ESCALATE_L2_THRESHOLD",
+                "must not exceed AUTO_CLEAR_THRESHOLD",
+            ));
+        }
+        let score = |key: &str, v: f64| {
+            if v.is_finite() && v > 0.0 && v <= 100.0 {
+                Ok(())
+            } else {
+                Err(bad(key, format!("must be in (0, 100], got {v}")))
+            }
+        };
+        score(
+            "RISK_SCORE_MEDIUM_THRESHOLD",
+            self.risk_score_medium_threshold,
+        )?;
+        score("RISK_SCORE_HIGH_THRESHOLD", self.risk_score_high_threshold)?;
+        score(
+            "RISK_SCORE_SEVERE_THRESHOLD",
+            self.risk_score_severe_threshold,
+        )?;
+        if self.risk_score_medium_threshold >= self.risk_score_high_threshold {
+            return Err(bad(
+                "RISK_SCORE_MEDIUM_THRESHOLD",
+                "must be below RISK_SCORE_HIGH_THRESHOLD",
+            ));
+        }
+        if self.risk_score_high_threshold > self.risk_score_severe_threshold {
+            return Err(bad(
+                "RISK_SCORE_HIGH_THRESHOLD",
+                "must not exceed RISK_SCORE_SEVERE_THRESHOLD",
+            ));
+        }
+        if self.max_concurrent_alerts == 0 || self.max_concurrent_alerts > 100_000 {
+            return Err(bad("MAX_CONCURRENT_ALERTS", "must be between 1 and 100000"));
+        }
+        let secs = |key: &str, v: f64| {
+            if v.is_finite() && v > 0.0 && v <= 86_400.0 {
+                Ok(())
+            } else {
+                Err(bad(
+                    key,
+                    format!("must be a number of seconds in (0, 86400], got {v}"),
+                ))
+            }
+        };
+        secs("ADMISSION_WAIT_SECONDS", self.admission_wait_seconds)?;
+        secs("AGENT_TIMEOUT_SECONDS", self.agent_timeout_seconds)?;
+        for (key, v) in [
+            (
+                "DATA_ENRICHMENT_TIMEOUT_SECONDS",
+                self.data_enrichment_timeout_seconds,
+            ),
+            (
+                "RISK_SCORING_TIMEOUT_SECONDS",
+                self.risk_scoring_timeout_seconds,
+            ),
+            (
+                "CONTEXT_BUILDER_TIMEOUT_SECONDS",
+                self.context_builder_timeout_seconds,
+            ),
+            (
+                "DECISION_MAKER_TIMEOUT_SECONDS",
+                self.decision_maker_timeout_seconds,
+            ),
+        ] {
+            if let Some(v) = v {
+                secs(key, v)?;
+            }
+        }
+        secs("RESTART_WINDOW_SECONDS", self.restart_window_seconds)?;
+        secs(
+            "FAILED_AGENT_COOLDOWN_SECONDS",
+            self.failed_agent_cooldown_seconds,
+        )?;
+        secs("SHUTDOWN_GRACE_SECONDS", self.shutdown_grace_seconds)?;
+        if self.max_retries > 20 {
+            return Err(bad("MAX_RETRIES", "must be at most 20"));
+        }
+        if self.retry_base_delay_ms > self.retry_max_delay_ms {
+            return Err(bad(
+                "RETRY_BASE_DELAY_MS",
+                "must not exceed RETRY_MAX_DELAY_MS",
+            ));
+        }
+        if self.restart_max == 0 {
+            return Err(bad("RESTART_MAX", "must be at least 1"));
+        }
+        for (key, v) in [
+            ("DATA_ENRICHMENT_MODEL", &self.data_enrichment_model),
+            ("RISK_SCORING_MODEL", &self.risk_scoring_model),
+            ("CONTEXT_BUILDER_MODEL", &self.context_builder_model),
+            ("DECISION_MAKER_MODEL", &self.decision_maker_model),
+            ("SUPERVISOR_MODEL", &self.supervisor_model),
+            ("NODE_ID", &self.node_id),
+            ("DATABASE_URL", &self.database_url),
+        ] {
+            if v.trim().is_empty() {
+                return Err(bad(key, "must not be empty"));
+            }
+        }
+        if !matches!(self.log_format.as_str(), "json" | "text") {
+            return Err(bad("LOG_FORMAT", "must be `json` or `text`"));
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log_level).is_err() {
+            return Err(bad(
+                "LOG_LEVEL",
+                format!("not a log filter: {:?}", self.log_level),
+            ));
+        }
+        let db = &self.database_url;
+        if !(db == "memory"
+            || db.starts_with("sqlite:")
+            || db.starts_with("postgres://")
+            || db.starts_with("postgresql://"))
+        {
+            return Err(bad(
+                "DATABASE_URL",
+                "must start with sqlite:, postgres:// or postgresql://, or be `memory`",
+            ));
+        }
+        if self.max_alert_bytes < 1024 || self.max_alert_bytes > 64 * 1024 * 1024 {
+            return Err(bad("MAX_ALERT_BYTES", "must be between 1024 and 67108864"));
+        }
+        if self.retention_days == 0 {
+            return Err(bad("RETENTION_DAYS", "must be at least 1"));
+        }
+        Ok(())
+    }
+
+    /// Per-attempt timeout of `agent`: its override, else `AGENT_TIMEOUT_SECONDS`.
+    pub fn agent_timeout(&self, agent: AgentKind) -> Duration {
+        let o = match agent {
+            AgentKind::DataEnrichment => self.data_enrichment_timeout_seconds,
+            AgentKind::RiskScoring => self.risk_scoring_timeout_seconds,
+            AgentKind::ContextBuilder => self.context_builder_timeout_seconds,
+            AgentKind::DecisionMaker => self.decision_maker_timeout_seconds,
+        };
+        Duration::from_secs_f64(o.unwrap_or(self.agent_timeout_seconds))
+    }
+
+    /// Model configured for `agent`.
+    pub fn agent_model(&self, agent: AgentKind) -> &str {
+        match agent {
+            AgentKind::DataEnrichment => &self.data_enrichment_model,
+            AgentKind::RiskScoring => &self.risk_scoring_model,
+            AgentKind::ContextBuilder => &self.context_builder_model,
+            AgentKind::DecisionMaker => &self.decision_maker_model,
+        }
+    }
+
+    /// A short hash of the decision-relevant settings, recorded with every decision so an
+    /// auditor can tell which configuration produced it.
+    pub fn config_version(&self) -> String {
+        let relevant = serde_json::json!({
+            "auto_clear_threshold": self.auto_clear_threshold,
+            "escalate_l2_threshold": self.escalate_l2_threshold,
+            "risk_score_medium_threshold": self.risk_score_medium_threshold,
+            "risk_score_high_threshold": self.risk_score_high_threshold,
+            "risk_score_severe_threshold": self.risk_score_severe_threshold,
+            "models": [&self.data_enrichment_model, &self.risk_scoring_model,
+                       &self.context_builder_model, &self.decision_maker_model,
+                       &self.supervisor_model],
+            "max_retries": self.max_retries,
+        });
+        let digest = Sha256::digest(relevant.to_string().as_bytes());
+        format!("cfg-{}", &hex::encode(digest)[..12])
+    }
+
+    /// The thresholds the policy needs.
+    pub fn thresholds(&self) -> crate::domain::policy::Thresholds {
+        crate::domain::policy::Thresholds {
+            auto_clear_confidence: self.auto_clear_threshold,
+            escalate_l2_confidence: self.escalate_l2_threshold,
+            medium_score: self.risk_score_medium_threshold,
+            high_score: self.risk_score_high_threshold,
+            severe_score: self.risk_score_severe_threshold,
+        }
+    }
+}
+
+fn check_file_keys(text: &str, path: &Path) -> Result<(), ConfigError> {
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e| ConfigError::Source(format!("{}: {e}", path.display())))?;
+    for key in table.keys() {
+        if !KNOWN_KEYS.contains(&key.to_ascii_uppercase().as_str()) {
+            return Err(ConfigError::UnknownKey {
+                key: key.clone(),
+                file: path.display().to_string(),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn deserialize_error(e: config::ConfigError) -> ConfigError {
+    // config's messages name the lower-case key; report it under its environment name.
+    let text = e.to_string();
+    let key = text
+        .split('`')
+        .nth(1)
+        .map(str::to_ascii_uppercase)
+        .unwrap_or_else(|| "configuration".to_string());
+    ConfigError::Invalid { key, message: text }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let s = Settings::load_from(None, &env(&[])).unwrap();
+        assert_eq!(s.auto_clear_threshold, 0.85);
+        assert_eq!(s.risk_score_severe_threshold, 85.0);
+    }
+
+    #[test]
+    fn environment_overrides_file_which_overrides_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "max_concurrent_alerts = 7\nmax_retries = 1\n").unwrap();
+        let s = Settings::load_from(Some(&path), &env(&[("MAX_RETRIES", "2")])).unwrap();
+        assert_eq!(s.max_concurrent_alerts, 7);
+        assert_eq!(s.max_retries, 2);
+    }
+
+    #[test]
+    fn bad_value_names_the_key() {
+        let e = Settings::load_from(None, &env(&[("AUTO_CLEAR_THRESHOLD", "1.5")])).unwrap_err();
+        assert!(e.to_string().contains("AUTO_CLEAR_THRESHOLD"), "{e}");
+        let e = Settings::load_from(None, &env(&[("MAX_CONCURRENT_ALERTS", "lots")])).unwrap_err();
+        assert!(e.to_string().contains("MAX_CONCURRENT_ALERTS"), "{e}");
+    }
+
+    #[test]
+    fn unknown_file_key_is_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "auto_clear_treshold = 0.9\n").unwrap();
+        let e = Settings::load_from(Some(&path), &env(&[])).unwrap_err();
+        assert!(e.to_string().contains("auto_clear_treshold"), "{e}");
+    }
+
+    #[test]
+    fn per_agent_timeout_overrides_default() {
+        let s = Settings::load_from(
+            None,
+            &env(&[
+                ("AGENT_TIMEOUT_SECONDS", "5"),
+                ("DECISION_MAKER_TIMEOUT_SECONDS", "0.5"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            s.agent_timeout(AgentKind::DecisionMaker),
+            Duration::from_millis(500)
+        );
+        assert_eq!(
+            s.agent_timeout(AgentKind::RiskScoring),
+            Duration::from_secs(5)
+        );
+    }
+}

@@ -1,0 +1,148 @@
+//! Pure enrichment: from an alert and the reference data to [`EnrichmentFacts`].
+
+use std::sync::Arc;
+
+use super::alert::{Alert, EntityType};
+use super::facts::{CustomerHistory, EnrichmentFacts, ListKind, MatchClass, ScreeningHit};
+use crate::jurisdiction::JurisdictionTable;
+use crate::screening::ScreeningLists;
+
+/// The reference data enrichment reads: screening lists and jurisdiction risk. Loaded once at
+/// start and shared read-only.
+#[derive(Clone)]
+pub struct ReferenceData {
+    /// Sanctions and PEP lists, indexed.
+    pub lists: Arc<ScreeningLists>,
+    /// FATF and EU jurisdiction lists.
+    pub jurisdictions: Arc<JurisdictionTable>,
+}
+
+impl Default for ReferenceData {
+    fn default() -> Self {
+        Self {
+            lists: Arc::new(ScreeningLists::empty()),
+            jurisdictions: Arc::new(JurisdictionTable::empty()),
+        }
+    }
+}
+
+impl ReferenceData {
+    /// Versions of every list in use, for the audit record.
+    pub fn versions(&self) -> Vec<String> {
+        let mut v = self.lists.versions();
+        if !self.jurisdictions.is_empty() {
+            v.push(format!("FATF@{}", self.jurisdictions.version()));
+        }
+        v
+    }
+}
+
+/// Establishes the facts about `alert`. `history` comes from the store or an external source.
+pub fn enrich(alert: &Alert, refs: &ReferenceData, history: CustomerHistory) -> EnrichmentFacts {
+    let outcome = refs.lists.screen(alert);
+    let mut gaps = Vec::new();
+    let mut unverifiable = outcome.unverifiable;
+    // A claim on a list kind the engine has not loaded is unverifiable: say so, never clear it.
+    for m in alert.screening_matches() {
+        let id = format!("screen:{}:{}", m.list, m.entry_id);
+        let known = outcome.hits.iter().any(|h| h.evidence_id == id)
+            || unverifiable.iter().any(|h| h.evidence_id == id);
+        if !known {
+            unverifiable.push(ScreeningHit {
+                evidence_id: id,
+                list: m.list.clone(),
+                list_version: None,
+                kind: claimed_kind(&m.list, alert),
+                entry_id: m.entry_id.clone(),
+                matched_name: m.matched_name.clone(),
+                customer_name: alert.customer.name.clone(),
+                name_score: m.score,
+                score: m.score,
+                class: MatchClass::Unverifiable,
+                claimed_by_source: true,
+                explanation: vec![format!(
+                    "list {} is not loaded or has no entry {}: the claim cannot be verified",
+                    m.list, m.entry_id
+                )],
+            });
+        }
+    }
+    if !unverifiable.is_empty() {
+        gaps.push(format!(
+            "{} screening claim(s) could not be verified against a loaded list",
+            unverifiable.len()
+        ));
+    }
+    let typologies = crate::typologies::detect(alert, &refs.jurisdictions);
+    EnrichmentFacts {
+        screening_hits: outcome.hits,
+        unverifiable_claims: unverifiable,
+        jurisdiction_flags: refs.jurisdictions.flags(alert),
+        typologies,
+        history,
+        list_versions: refs.versions(),
+        data_completeness: data_completeness(alert),
+        gaps,
+    }
+}
+
+fn claimed_kind(list: &str, alert: &Alert) -> ListKind {
+    if list.to_ascii_uppercase().contains("PEP") || alert.alert_type == super::alert::AlertType::Pep
+    {
+        ListKind::Pep
+    } else {
+        ListKind::Sanctions
+    }
+}
+
+/// Fraction of the optional customer fields that are present, plus whether transactions name
+/// their counterparties. Missing data lowers confidence, never raises it.
+pub fn data_completeness(alert: &Alert) -> f64 {
+    let c = &alert.customer;
+    let mut present = 0u32;
+    let mut total = 0u32;
+    let mut check = |ok: bool| {
+        total += 1;
+        present += u32::from(ok);
+    };
+    if c.entity_type == EntityType::Individual {
+        check(c.date_of_birth.is_some());
+    }
+    check(c.nationality.is_some());
+    check(c.addresses.iter().any(|a| !a.country.is_empty()));
+    check(c.kyc_risk_rating.is_some());
+    check(c.account_opened.is_some());
+    check(c.expected_monthly_volume.is_some());
+    if !alert.transactions.is_empty() {
+        let named = alert
+            .transactions
+            .iter()
+            .filter(|t| {
+                t.counterparty
+                    .as_ref()
+                    .is_some_and(|cp| !cp.account_id.is_empty() || !cp.name.is_empty())
+            })
+            .count();
+        check(named * 10 >= alert.transactions.len() * 9);
+    }
+    f64::from(present) / f64::from(total.max(1))
+}
+
+impl ReferenceData {
+    /// Loads the lists named by `LIST_PATHS` and `JURISDICTION_PATH`.
+    pub fn load(settings: &crate::config::Settings) -> Result<Self, String> {
+        let lists = if settings.list_paths.is_empty() {
+            ScreeningLists::empty()
+        } else {
+            ScreeningLists::load_paths(&settings.list_paths).map_err(|e| e.to_string())?
+        };
+        let jurisdictions = match &settings.jurisdiction_path {
+            Some(p) => JurisdictionTable::load(p).map_err(|e| e.to_string())?,
+            None => JurisdictionTable::empty(),
+        };
+        Ok(Self {
+            lists: Arc::new(lists),
+            jurisdictions: Arc::new(jurisdictions),
+        })
+    }
+}

@@ -1,0 +1,159 @@
+//! Enrichment facts: what the engine established about an alert before scoring it.
+//!
+//! Every fact carries an evidence id (`tx:T11`, `screen:OFAC_SDN:20138`, `juris:IR`,
+//! `typ:fan_in`, ...). Scores, rationales and model outputs may only cite ids that exist here.
+
+use serde::{Deserialize, Serialize};
+
+/// A named contribution to the risk score, with the evidence that produced it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Factor {
+    /// Stable factor name, e.g. `sanctions_match`, `fan_in`, `kyc_rating`.
+    pub name: String,
+    /// Points added to the 0-100 score (may be negative for mitigating factors).
+    pub points: f64,
+    /// Evidence ids this factor rests on.
+    pub evidence: Vec<String>,
+    /// One sentence saying why.
+    pub explanation: String,
+}
+
+/// How strongly a screening candidate matches the customer after verification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum MatchClass {
+    /// Names disagree, or date of birth / nationality / identifiers contradict the list entry.
+    Discounted,
+    /// Name similarity without enough corroboration either way.
+    Potential,
+    /// The claimed entry cannot be checked: its list is not loaded or the entry is unknown.
+    Unverifiable,
+    /// Name agrees and the secondary identifiers agree or are absent on both sides; treated
+    /// as the same party.
+    Confirmed,
+}
+
+/// Kind of list a screening hit comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ListKind {
+    /// A sanctions list (OFAC, UN, ...).
+    Sanctions,
+    /// A politically-exposed-persons list.
+    Pep,
+}
+
+/// One verified screening hit: the customer (or an alias) against one list entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScreeningHit {
+    /// Evidence id, `screen:{list}:{entry_id}`.
+    pub evidence_id: String,
+    /// List identifier, e.g. `OFAC_SDN`.
+    pub list: String,
+    /// Version of the list that was used (publication date or file hash).
+    pub list_version: Option<String>,
+    /// Sanctions or PEP.
+    pub kind: ListKind,
+    /// Entry identifier within the list.
+    pub entry_id: String,
+    /// The list name that matched best.
+    pub matched_name: String,
+    /// The customer name or alias that matched it.
+    pub customer_name: String,
+    /// Name similarity in 0..=1 after normalisation.
+    pub name_score: f64,
+    /// Overall score in 0..=1 after date of birth, country and identifier adjustments.
+    pub score: f64,
+    /// Classification after verification.
+    pub class: MatchClass,
+    /// Whether the source system claimed this entry in the alert.
+    pub claimed_by_source: bool,
+    /// What agreed and what conflicted, in words (tokens, DOB, nationality, identifiers).
+    pub explanation: Vec<String>,
+}
+
+/// A country mentioned by the alert that appears on a jurisdiction-risk list.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JurisdictionFlag {
+    /// Evidence id, `juris:{country}:{where}`.
+    pub evidence_id: String,
+    /// Alpha-2 code.
+    pub country: String,
+    /// Where the alert mentions it: `customer.nationality`, `tx:T11`, ...
+    pub location: String,
+    /// Which list: `FATF_CALL_FOR_ACTION`, `FATF_INCREASED_MONITORING`, `EU_HIGH_RISK`.
+    pub status: String,
+}
+
+/// A transaction typology detected in the alert's transactions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TypologyFinding {
+    /// Evidence id, `typ:{name}`.
+    pub evidence_id: String,
+    /// Detector name: `structuring`, `fan_in`, `fan_out`, `rapid_pass_through`,
+    /// `round_amounts`, `velocity`, `high_risk_corridor`, `cycle`, ...
+    pub typology: String,
+    /// Strength in 0..=1.
+    pub strength: f64,
+    /// The transaction evidence ids (`tx:{transaction_id}`) behind it.
+    pub transactions: Vec<String>,
+    /// Human-readable summary with the measured figures.
+    pub summary: String,
+}
+
+/// What is known of the customer's past with this institution.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CustomerHistory {
+    /// Earlier alerts for the same customer.
+    pub prior_alerts: u32,
+    /// Of those, how many were escalated or reported.
+    pub prior_escalations: u32,
+    /// Where the history came from: `alert`, `store`, `external`.
+    pub source: String,
+}
+
+/// Everything the DataEnrichment agent established about an alert.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EnrichmentFacts {
+    /// Verified screening hits, strongest first.
+    pub screening_hits: Vec<ScreeningHit>,
+    /// Claims the source made that could not be verified (list not loaded, unknown entry).
+    pub unverifiable_claims: Vec<ScreeningHit>,
+    /// Jurisdiction-risk flags.
+    pub jurisdiction_flags: Vec<JurisdictionFlag>,
+    /// Transaction typologies detected.
+    pub typologies: Vec<TypologyFinding>,
+    /// Customer history.
+    pub history: CustomerHistory,
+    /// Versions of the reference lists used (`OFAC_SDN@2019-01-15`, `FATF@...`).
+    pub list_versions: Vec<String>,
+    /// Fraction (0..=1) of the optional customer and transaction fields that were present.
+    pub data_completeness: f64,
+    /// Notes on anything that could not be done (a list missing, a source down).
+    pub gaps: Vec<String>,
+}
+
+impl EnrichmentFacts {
+    /// Every evidence id these facts define, for validating citations.
+    pub fn evidence_ids(&self) -> Vec<String> {
+        let mut ids = Vec::new();
+        ids.extend(self.screening_hits.iter().map(|h| h.evidence_id.clone()));
+        ids.extend(
+            self.unverifiable_claims
+                .iter()
+                .map(|h| h.evidence_id.clone()),
+        );
+        ids.extend(
+            self.jurisdiction_flags
+                .iter()
+                .map(|f| f.evidence_id.clone()),
+        );
+        for t in &self.typologies {
+            ids.push(t.evidence_id.clone());
+            ids.extend(t.transactions.iter().cloned());
+        }
+        ids.sort();
+        ids.dedup();
+        ids
+    }
+}

@@ -1,0 +1,506 @@
+//! The library API for embedding services: start the actor system from a configuration,
+//! submit alerts and await their decisions, shut down with a drain.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use aml_triage::{Engine, Settings};
+//! let engine = Engine::builder(Settings::load(None)?).start().await?;
+//! let decision = engine.submit_json(r#"{"alert_id":"A1", "...": "..."}"#).await?;
+//! println!("{}", decision.disposition);
+//! engine.shutdown().await;
+//! # Ok(()) }
+//! ```
+//!
+//! The actors run on a dedicated actix system thread (plus one arbiter thread per agent), so
+//! the engine can be driven from any tokio runtime.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use actix::{Actor, Addr, Arbiter};
+use chrono::Utc;
+use futures_util::StreamExt;
+use futures_util::future::BoxFuture;
+use sha2::{Digest, Sha256};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot, watch};
+
+use crate::actors::context_builder::ContextBuilder;
+use crate::actors::data_enrichment::DataEnrichment;
+use crate::actors::decision_maker::DecisionMaker;
+use crate::actors::risk_scoring::RiskScoring;
+use crate::actors::supervision::{AgentHealth, RestartPolicy, RetryPolicy, Slot};
+use crate::actors::supervisor::{Agents, PipelineConfig, Supervisor};
+use crate::config::Settings;
+use crate::domain::AgentKind;
+use crate::domain::alert::Alert;
+use crate::domain::decision::Decision;
+use crate::domain::enrichment::ReferenceData;
+use crate::domain::policy::POLICY_VERSION;
+use crate::error::{StartError, TriageError};
+use crate::llm::LlmProvider;
+use crate::llm::offline::OfflineProvider;
+use crate::messages::supervisor::{StopAgentOf, TriageAlert};
+use crate::store::{AuditVersions, StepRecord, Store};
+
+/// Suggested wait given to callers turned away at admission.
+const BUSY_RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// SHA-256 (hex) of an alert's canonical JSON: the idempotency fingerprint. Two submissions
+/// with the same content but different whitespace or key order have the same fingerprint.
+pub fn content_hash(alert: &Alert) -> String {
+    let canonical = serde_json::to_vec(alert).unwrap_or_default();
+    hex::encode(Sha256::digest(&canonical))
+}
+
+/// Builds an [`Engine`].
+pub struct EngineBuilder {
+    settings: Settings,
+    provider: Option<Arc<dyn LlmProvider>>,
+    refs: Option<ReferenceData>,
+    resume: bool,
+}
+
+impl EngineBuilder {
+    /// Uses `provider` for every model-backed agent instead of the offline default.
+    pub fn provider(mut self, provider: Arc<dyn LlmProvider>) -> Self {
+        self.provider = Some(provider);
+        self
+    }
+
+    /// Uses already loaded reference data instead of loading it from the configured paths.
+    pub fn reference_data(mut self, refs: ReferenceData) -> Self {
+        self.refs = Some(refs);
+        self
+    }
+
+    /// Whether to resume unfinished alerts at start (default: yes).
+    pub fn resume_unfinished(mut self, resume: bool) -> Self {
+        self.resume = resume;
+        self
+    }
+
+    /// Opens the store, applies migrations, starts the actor system and, unless disabled,
+    /// resumes every alert left without a decision.
+    pub async fn start(self) -> Result<Engine, StartError> {
+        self.settings.validate()?;
+        let settings = Arc::new(self.settings);
+        let refs = match self.refs {
+            Some(r) => r,
+            None => ReferenceData::load(&settings).map_err(StartError::ReferenceData)?,
+        };
+        let provider: Arc<dyn LlmProvider> =
+            self.provider.unwrap_or_else(|| Arc::new(OfflineProvider));
+        let (tx, rx) = oneshot::channel();
+        let thread_settings = settings.clone();
+        let thread = std::thread::Builder::new()
+            .name("aml-triage-actors".into())
+            .spawn(move || {
+                let system = actix_rt::System::new();
+                let built = system.block_on(build(thread_settings, refs, provider));
+                let ok = built.is_ok();
+                let _ = tx.send(built);
+                if ok {
+                    let _ = system.run();
+                }
+            })
+            .map_err(|e| StartError::System(e.to_string()))?;
+        let parts = rx
+            .await
+            .map_err(|_| StartError::System("actor system thread exited".into()))??;
+        let submitter = Submitter {
+            supervisor: parts.supervisor,
+            admission: Arc::new(Semaphore::new(settings.max_concurrent_alerts)),
+            accepting: Arc::new(AtomicBool::new(true)),
+            admission_wait: Duration::from_secs_f64(settings.admission_wait_seconds),
+        };
+        let (resume_tx, resume_rx) = watch::channel(None);
+        if self.resume {
+            let s = submitter.clone();
+            let store = parts.store.clone();
+            tokio::spawn(async move {
+                let report = resume(&s, &store).await;
+                let _ = resume_tx.send(Some(report));
+            });
+        } else {
+            let _ = resume_tx.send(Some(ResumeReport::default()));
+        }
+        Ok(Engine {
+            submitter,
+            settings,
+            store: parts.store,
+            agents: parts.agents,
+            system: parts.system,
+            thread: std::sync::Mutex::new(Some(thread)),
+            resumed: resume_rx,
+        })
+    }
+}
+
+struct Parts {
+    supervisor: Addr<Supervisor>,
+    store: Arc<Store>,
+    agents: Arc<Agents>,
+    system: actix::System,
+}
+
+async fn build(
+    settings: Arc<Settings>,
+    refs: ReferenceData,
+    provider: Arc<dyn LlmProvider>,
+) -> Result<Parts, StartError> {
+    let store = Arc::new(
+        Store::connect(Some(&settings.database_url), &settings.node_id)
+            .await
+            .map_err(|e| StartError::Store(e.to_string()))?,
+    );
+    let restart = RestartPolicy {
+        max_restarts: settings.restart_max,
+        window: Duration::from_secs_f64(settings.restart_window_seconds),
+        backoff: Duration::from_millis(settings.restart_backoff_ms),
+        cooldown: Duration::from_secs_f64(settings.failed_agent_cooldown_seconds),
+    };
+    let t = settings.thresholds();
+    // Each agent gets a mailbox as large as the admission limit: every in-flight alert has at
+    // most one message at a time with a given agent, so senders never wait on a full mailbox
+    // in normal operation, and the bound still holds if something goes wrong.
+    let mailbox = settings.max_concurrent_alerts.max(16);
+
+    let arbiter = Arbiter::new().handle();
+    let (s, r) = (settings.clone(), refs.clone());
+    let st = store.clone();
+    let enrichment = Arc::new(Slot::new(
+        AgentKind::DataEnrichment,
+        restart,
+        Box::new(move || {
+            let agent = DataEnrichment::new(
+                r.clone(),
+                st.clone(),
+                s.data_enrichment_model.clone(),
+                mailbox,
+            );
+            DataEnrichment::start_in_arbiter(&arbiter, move |_| agent)
+        }),
+    ));
+    let arbiter = Arbiter::new().handle();
+    let s = settings.clone();
+    let scoring = Arc::new(Slot::new(
+        AgentKind::RiskScoring,
+        restart,
+        Box::new(move || {
+            let agent = RiskScoring::new(t, s.risk_scoring_model.clone(), mailbox);
+            RiskScoring::start_in_arbiter(&arbiter, move |_| agent)
+        }),
+    ));
+    let arbiter = Arbiter::new().handle();
+    let (s, p) = (settings.clone(), provider.clone());
+    let context = Arc::new(Slot::new(
+        AgentKind::ContextBuilder,
+        restart,
+        Box::new(move || {
+            let agent = ContextBuilder::new(p.clone(), s.context_builder_model.clone(), mailbox);
+            ContextBuilder::start_in_arbiter(&arbiter, move |_| agent)
+        }),
+    ));
+    let arbiter = Arbiter::new().handle();
+    let (s, p) = (settings.clone(), provider.clone());
+    let decision = Arc::new(Slot::new(
+        AgentKind::DecisionMaker,
+        restart,
+        Box::new(move || {
+            let agent = DecisionMaker::new(p.clone(), s.decision_maker_model.clone(), t, mailbox);
+            DecisionMaker::start_in_arbiter(&arbiter, move |_| agent)
+        }),
+    ));
+    let agents = Arc::new(Agents {
+        enrichment,
+        scoring,
+        context,
+        decision,
+    });
+    let cfg = PipelineConfig {
+        thresholds: t,
+        retry: RetryPolicy {
+            max_retries: settings.max_retries,
+            base: Duration::from_millis(settings.retry_base_delay_ms),
+            max: Duration::from_millis(settings.retry_max_delay_ms),
+        },
+        timeouts: AgentKind::ALL.map(|k| settings.agent_timeout(k)),
+        versions: AuditVersions {
+            policy_version: POLICY_VERSION.to_string(),
+            config_version: settings.config_version(),
+            list_versions: refs.versions(),
+        },
+        mailbox: settings.max_concurrent_alerts.max(16),
+    };
+    let supervisor = Supervisor::new(cfg, store.clone(), agents.clone()).start();
+    Ok(Parts {
+        supervisor,
+        store,
+        agents,
+        system: actix::System::current(),
+    })
+}
+
+/// What resuming unfinished alerts at start did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ResumeReport {
+    /// Alerts found without a decision.
+    pub found: usize,
+    /// Of those, decided now.
+    pub decided: usize,
+    /// Of those, still failing (they stay unfinished and are tried at the next start).
+    pub failed: usize,
+}
+
+async fn resume(s: &Submitter, store: &Store) -> ResumeReport {
+    let unfinished = match store.unfinished().await {
+        Ok(u) => u,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot list unfinished alerts: none resumed");
+            return ResumeReport::default();
+        }
+    };
+    let mut report = ResumeReport {
+        found: unfinished.len(),
+        ..Default::default()
+    };
+    if unfinished.is_empty() {
+        return report;
+    }
+    tracing::info!(count = unfinished.len(), "resuming unfinished alerts");
+    let results: Vec<Result<Decision, TriageError>> = futures_util::stream::iter(unfinished)
+        .map(|u| async move {
+            let alert = Alert::from_json_limited(&u.raw_json, usize::MAX)?;
+            let permit = s.admit(true).await?;
+            s.triage(alert, Arc::from(u.raw_json), Some(u.steps), permit)
+                .await
+        })
+        .buffer_unordered(s.admission.available_permits().max(1))
+        .collect()
+        .await;
+    for r in results {
+        match r {
+            Ok(_) => report.decided += 1,
+            Err(e) => {
+                report.failed += 1;
+                tracing::error!(error = %e, "resume failed");
+            }
+        }
+    }
+    report
+}
+
+#[derive(Clone)]
+struct Submitter {
+    supervisor: Addr<Supervisor>,
+    admission: Arc<Semaphore>,
+    accepting: Arc<AtomicBool>,
+    admission_wait: Duration,
+}
+
+impl Submitter {
+    async fn admit(&self, wait: bool) -> Result<OwnedSemaphorePermit, TriageError> {
+        if !self.accepting.load(Ordering::Acquire) {
+            return Err(TriageError::ShuttingDown);
+        }
+        let busy = TriageError::Busy {
+            retry_after: BUSY_RETRY_AFTER,
+        };
+        if !wait {
+            return self.admission.clone().try_acquire_owned().map_err(|_| busy);
+        }
+        match tokio::time::timeout(self.admission_wait, self.admission.clone().acquire_owned())
+            .await
+        {
+            Ok(Ok(p)) => Ok(p),
+            Ok(Err(_)) => Err(TriageError::ShuttingDown),
+            Err(_) => Err(busy),
+        }
+    }
+
+    async fn triage(
+        &self,
+        alert: Alert,
+        raw: Arc<str>,
+        resume: Option<Vec<StepRecord>>,
+        permit: OwnedSemaphorePermit,
+    ) -> Result<Decision, TriageError> {
+        let msg = TriageAlert {
+            content_hash: content_hash(&alert),
+            alert: Arc::new(alert),
+            raw,
+            received_at: Utc::now(),
+            permit,
+            resume,
+        };
+        self.supervisor
+            .send(msg)
+            .await
+            .map_err(|e| TriageError::Unavailable(e.to_string()))?
+    }
+}
+
+/// A running engine.
+pub struct Engine {
+    submitter: Submitter,
+    settings: Arc<Settings>,
+    store: Arc<Store>,
+    agents: Arc<Agents>,
+    system: actix::System,
+    thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
+    resumed: watch::Receiver<Option<ResumeReport>>,
+}
+
+impl Engine {
+    /// A builder over `settings`.
+    pub fn builder(settings: Settings) -> EngineBuilder {
+        EngineBuilder {
+            settings,
+            provider: None,
+            refs: None,
+            resume: true,
+        }
+    }
+
+    /// Submits a validated alert and waits for its decision. Waits up to
+    /// `ADMISSION_WAIT_SECONDS` for an in-flight slot, then answers [`TriageError::Busy`].
+    pub async fn submit(&self, alert: Alert) -> Result<Decision, TriageError> {
+        alert.validate()?;
+        let raw: Arc<str> = Arc::from(serde_json::to_string(&alert).unwrap_or_default());
+        let permit = self.submitter.admit(true).await?;
+        self.submitter.triage(alert, raw, None, permit).await
+    }
+
+    /// Parses, validates and submits one alert given as JSON text; the text is stored exactly
+    /// as given.
+    pub async fn submit_json(&self, raw: &str) -> Result<Decision, TriageError> {
+        let alert = Alert::from_json_limited(raw, self.settings.max_alert_bytes)?;
+        let permit = self.submitter.admit(true).await?;
+        self.submitter
+            .triage(alert, Arc::from(raw), None, permit)
+            .await
+    }
+
+    /// Admits an alert only if a slot is free right now (for ingress that must answer 429
+    /// rather than wait). On success the returned future runs it to its decision.
+    pub fn try_submit(
+        &self,
+        alert: Alert,
+        raw: Option<Arc<str>>,
+    ) -> Result<BoxFuture<'static, Result<Decision, TriageError>>, TriageError> {
+        alert.validate()?;
+        if !self.submitter.accepting.load(Ordering::Acquire) {
+            return Err(TriageError::ShuttingDown);
+        }
+        let permit = self
+            .submitter
+            .admission
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| TriageError::Busy {
+                retry_after: BUSY_RETRY_AFTER,
+            })?;
+        let raw =
+            raw.unwrap_or_else(|| Arc::from(serde_json::to_string(&alert).unwrap_or_default()));
+        let s = self.submitter.clone();
+        Ok(Box::pin(
+            async move { s.triage(alert, raw, None, permit).await },
+        ))
+    }
+
+    /// Submits many alerts, at most the admission limit at a time, and returns their results
+    /// in input order.
+    pub async fn submit_many(&self, alerts: Vec<Alert>) -> Vec<Result<Decision, TriageError>> {
+        let width = self.settings.max_concurrent_alerts;
+        futures_util::stream::iter(alerts)
+            .map(|a| self.submit(a))
+            .buffered(width)
+            .collect()
+            .await
+    }
+
+    /// Health of the four agents.
+    pub fn health(&self) -> Vec<AgentHealth> {
+        self.agents.health()
+    }
+
+    /// Alerts in flight now.
+    pub fn in_flight(&self) -> usize {
+        self.settings.max_concurrent_alerts - self.submitter.admission.available_permits()
+    }
+
+    /// Stops one agent; the supervisor restarts it under its restart policy.
+    pub async fn stop_agent(&self, agent: AgentKind) -> Result<(), TriageError> {
+        self.submitter
+            .supervisor
+            .send(StopAgentOf(agent))
+            .await
+            .map_err(|e| TriageError::Unavailable(e.to_string()))
+    }
+
+    /// Waits until the alerts found unfinished at start have been resumed.
+    pub async fn resumed(&self) -> ResumeReport {
+        let mut rx = self.resumed.clone();
+        loop {
+            if let Some(r) = rx.borrow().clone() {
+                return r;
+            }
+            if rx.changed().await.is_err() {
+                return ResumeReport::default();
+            }
+        }
+    }
+
+    /// The effective settings.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// Stops taking alerts (later submissions get [`TriageError::ShuttingDown`]), waits up to `SHUTDOWN_GRACE_SECONDS` for those in flight to be
+    /// decided, flushes the store and stops the actor system. Returns how many were still in
+    /// flight when the grace period ran out (they resume at the next start).
+    pub async fn shutdown(&self) -> usize {
+        self.submitter.accepting.store(false, Ordering::Release);
+        let grace = Duration::from_secs_f64(self.settings.shutdown_grace_seconds);
+        let all = self.settings.max_concurrent_alerts as u32;
+        let left =
+            match tokio::time::timeout(grace, self.submitter.admission.acquire_many(all)).await {
+                Ok(Ok(permits)) => {
+                    // Keep every slot taken so nothing new is admitted after the drain.
+                    permits.forget();
+                    0
+                }
+                Ok(Err(_)) => 0,
+                Err(_) => self.in_flight(),
+            };
+        if left > 0 {
+            tracing::warn!(
+                left,
+                "shutdown grace over: unfinished alerts resume at next start"
+            );
+        }
+        self.store.close().await;
+        self.system.stop();
+        let thread = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(t) = thread {
+            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        }
+        left
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        // Dropped without shutdown(): stop the actor system so its threads do not outlive
+        // the engine. Unfinished alerts resume at the next start.
+        if self.thread.lock().map(|t| t.is_some()).unwrap_or(false) {
+            self.system.stop();
+        }
+    }
+}

@@ -1,0 +1,41 @@
+//! # aml-triage
+//!
+//! An embeddable engine that triages anti-money-laundering alerts into persisted, explainable,
+//! auditable decisions. Each alert flows through four supervised actix agents
+//! (DataEnrichment, RiskScoring, ContextBuilder, DecisionMaker) and ends as one decision:
+//! `AUTO_CLEAR`, `ESCALATE_L2`, `ESCALATE_L3`, `ESCALATE_SAR` or `BLOCK_TRANSACTION`.
+//!
+//! Safety comes first: no failure path auto-clears, the deterministic policy is a floor no
+//! model can lower, and every step is journalled.
+//!
+//! # Layout
+//!
+//! - [`domain`]: pure logic, no actors or I/O: the alert model and validation
+//!   ([`domain::alert`]), enrichment facts, scoring and confidence, the versioned policy.
+//! - [`screening`], [`typologies`], [`jurisdiction`]: pure detectors the enrichment uses.
+//! - [`messages`]: typed actix messages, one file per agent's message family.
+//! - [`actors`]: the Supervisor and one file per agent; they only orchestrate. Supervision
+//!   (restart limits, backoff, retries) lives in [`actors::supervision`].
+//! - [`llm`]: the provider trait, versioned prompts and the deterministic offline provider.
+//! - [`store`]: persistence of alerts, the step journal, decisions and the audit chain.
+//! - [`engine`]: the library API: start, submit, await, shut down.
+//! - [`config`]: defaults < TOML file < environment.
+//! - [`error`]: errors returned to callers.
+
+pub mod actors;
+pub mod config;
+pub mod domain;
+pub mod engine;
+pub mod error;
+pub mod jurisdiction;
+pub mod llm;
+pub mod messages;
+pub mod screening;
+pub mod store;
+pub mod typologies;
+
+pub use config::Settings;
+pub use domain::alert::Alert;
+pub use domain::decision::{Decision, Disposition};
+pub use engine::{Engine, EngineBuilder};
+pub use error::{StartError, TriageError};

@@ -1,0 +1,150 @@
+//! Language-model providers behind one trait, and the versioned prompts.
+//!
+//! The default provider is [`offline::OfflineProvider`]: deterministic text built from the
+//! structured facts, so the engine runs with no API key and the same input always gives the
+//! same output. Every response records the provider, model and prompt version that made it.
+
+pub mod offline;
+pub mod prompts;
+
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+
+use crate::domain::AgentKind;
+use crate::domain::context::TimelineEvent;
+use crate::domain::decision::Disposition;
+use crate::domain::facts::EnrichmentFacts;
+use crate::domain::scoring::RiskAssessment;
+
+/// What the agent asks for, in structured form. Remote providers receive `prompt`; the
+/// offline provider reads the structured task directly.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum LlmTask {
+    /// An investigation narrative for the ContextBuilder.
+    Narrative {
+        /// The facts.
+        facts: Box<EnrichmentFacts>,
+        /// The risk assessment.
+        risk: Box<RiskAssessment>,
+        /// The timeline.
+        timeline: Vec<TimelineEvent>,
+    },
+    /// A disposition proposal for the DecisionMaker, as JSON.
+    Decision {
+        /// The deterministic policy floor.
+        floor: Disposition,
+        /// Confidence derived from the evidence.
+        confidence: f64,
+        /// The policy's reasons.
+        reasons: Vec<String>,
+        /// Evidence ids the proposal may cite.
+        evidence_ids: Vec<String>,
+    },
+}
+
+/// One request to a provider.
+#[derive(Debug, Clone)]
+pub struct LlmRequest {
+    /// The agent asking.
+    pub agent: AgentKind,
+    /// Model to use.
+    pub model: String,
+    /// Version of the prompt template.
+    pub prompt_version: String,
+    /// System prompt.
+    pub system: String,
+    /// User prompt, with untrusted text fenced.
+    pub prompt: String,
+    /// The structured task.
+    pub task: LlmTask,
+    /// Output limit.
+    pub max_tokens: u32,
+}
+
+/// One response.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LlmResponse {
+    /// The text produced.
+    pub text: String,
+    /// Provider name.
+    pub provider: String,
+    /// Model that answered.
+    pub model: String,
+    /// Tokens sent.
+    pub tokens_in: u64,
+    /// Tokens received.
+    pub tokens_out: u64,
+    /// Cost in US dollars.
+    pub cost_usd: f64,
+}
+
+/// A provider failure, classified for the retry policy. Messages never carry API keys.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum LlmError {
+    /// The call took too long.
+    #[error("model call timed out")]
+    Timeout,
+    /// The provider asked us to slow down.
+    #[error("rate limited by the provider")]
+    RateLimited {
+        /// How long the provider asked us to wait.
+        retry_after: Option<Duration>,
+    },
+    /// The provider failed or is overloaded (5xx).
+    #[error("provider error (status {status})")]
+    Server {
+        /// HTTP status.
+        status: u16,
+    },
+    /// The provider refused our credentials.
+    #[error("provider rejected the credentials")]
+    Unauthorized,
+    /// The provider rejected the request as malformed.
+    #[error("provider rejected the request: {0}")]
+    BadRequest(String),
+    /// The answer could not be used.
+    #[error("model output unusable: {0}")]
+    Malformed(String),
+    /// The provider could not be reached.
+    #[error("provider unreachable: {0}")]
+    Transport(String),
+}
+
+impl LlmError {
+    /// Whether trying again may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            LlmError::Timeout
+                | LlmError::RateLimited { .. }
+                | LlmError::Server { .. }
+                | LlmError::Transport(_)
+        )
+    }
+
+    /// Delay the provider asked for, if any.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            LlmError::RateLimited { retry_after } => *retry_after,
+            _ => None,
+        }
+    }
+}
+
+/// A language-model provider.
+pub trait LlmProvider: Send + Sync + 'static {
+    /// Short provider name recorded on each step (`offline`, `anthropic`, `openai`).
+    fn name(&self) -> &str;
+
+    /// Whether the provider reads the text prompt. The offline provider reads the structured
+    /// task only, so the engine skips building the prompt for it.
+    fn needs_prompt(&self) -> bool {
+        true
+    }
+
+    /// Runs one completion. The returned future must stop all work when dropped: that is how
+    /// timeouts cancel a call.
+    fn complete(&self, request: LlmRequest) -> BoxFuture<'static, Result<LlmResponse, LlmError>>;
+}

@@ -1,0 +1,295 @@
+//! The `aml-triage` command line.
+
+use std::io::{BufRead, BufReader, IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use futures_util::StreamExt;
+
+use aml_triage::domain::alert::{Alert, AlertError};
+use aml_triage::{Decision, Disposition, Engine, Settings};
+
+#[derive(Parser)]
+#[command(
+    name = "aml-triage",
+    version,
+    about = "Triage anti-money-laundering alerts into auditable decisions"
+)]
+struct Cli {
+    /// TOML configuration file (default: $AML_TRIAGE_CONFIG).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Decide every alert in a JSON-lines file (alert lines or labelled `{"alert":..}` lines).
+    Triage(TriageArgs),
+}
+
+#[derive(clap::Args)]
+struct TriageArgs {
+    /// Input file, one alert (or one `{"alert":...,"expected":...}` object) per line.
+    file: PathBuf,
+    /// Write decisions here, one JSON object per line (default: standard output).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Screening lists: a file or a folder searched for the formats it recognises.
+    #[arg(long)]
+    lists: Vec<PathBuf>,
+    /// FATF jurisdiction list (CSV).
+    #[arg(long)]
+    jurisdictions: Option<PathBuf>,
+    /// Database URL (overrides DATABASE_URL).
+    #[arg(long)]
+    database_url: Option<String>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn init_logging(settings: &Settings) {
+    let filter = tracing_subscriber::EnvFilter::new(&settings.log_level);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    // Already validated; a second init (tests) is harmless to ignore.
+    let _ = if settings.log_format == "json" {
+        builder.json().flatten_event(true).try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+async fn run(cli: Cli) -> Result<ExitCode> {
+    let mut settings = Settings::load(cli.config.as_deref())?;
+    match cli.command {
+        Command::Triage(args) => {
+            if !args.lists.is_empty() {
+                settings.list_paths = args.lists.clone();
+            }
+            if let Some(j) = &args.jurisdictions {
+                settings.jurisdiction_path = Some(j.clone());
+            }
+            if let Some(db) = &args.database_url {
+                settings.database_url = db.clone();
+            }
+            settings.validate()?;
+            init_logging(&settings);
+            triage(settings, args).await
+        }
+    }
+}
+
+/// One input line: the alert and its text as received, or why it is malformed.
+fn parse_line(line: &str, max_bytes: usize) -> Result<(Alert, String), AlertError> {
+    let value: serde_json::Value =
+        serde_json::from_str(line).map_err(|e| AlertError::new("$", format!("not JSON: {e}")))?;
+    // Labelled evaluation lines wrap the alert; only `alert` is read, never `expected`.
+    let raw = match value.get("alert") {
+        Some(inner) if value.get("alert_id").is_none() => inner.to_string(),
+        _ => line.to_string(),
+    };
+    let alert = Alert::from_json_limited(&raw, max_bytes).map_err(|e| {
+        if raw.len() != line.len() {
+            AlertError::new(format!("alert.{}", e.field), e.message)
+        } else {
+            e
+        }
+    })?;
+    Ok((alert, raw))
+}
+
+async fn triage(settings: Settings, args: TriageArgs) -> Result<ExitCode> {
+    let file = std::fs::File::open(&args.file)
+        .with_context(|| format!("cannot open {}", args.file.display()))?;
+    let mut out: Box<dyn Write + Send> = match &args.out {
+        Some(p) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
+        )),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout())),
+    };
+    let max_bytes = settings.max_alert_bytes;
+    let width = settings.max_concurrent_alerts;
+    let engine = Engine::builder(settings).start().await?;
+    let resumed = engine.resumed().await;
+    if resumed.found > 0 {
+        eprintln!(
+            "resumed {} unfinished alert(s): {} decided, {} failed",
+            resumed.found, resumed.decided, resumed.failed
+        );
+    }
+
+    let total_lines = BufReader::new(std::fs::File::open(&args.file)?)
+        .lines()
+        .count();
+    let progress = if std::io::stderr().is_terminal() {
+        indicatif::ProgressBar::new(total_lines as u64)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let mut malformed = 0usize;
+    let mut failed = 0usize;
+    let mut decisions: Vec<Decision> = Vec::new();
+    let started = Instant::now();
+    {
+        let lines = BufReader::new(file).lines().enumerate();
+        let inputs = futures_util::stream::iter(lines).filter_map(|(i, line)| {
+            let parsed = match line {
+                Err(e) => Some(Err(format!("line {}: cannot read: {e}", i + 1))),
+                Ok(l) if l.trim().is_empty() => None,
+                Ok(l) => {
+                    Some(parse_line(&l, max_bytes).map_err(|e| format!("line {}: {e}", i + 1)))
+                }
+            };
+            futures_util::future::ready(parsed.map(|p| (i + 1, p)))
+        });
+        let engine = &engine;
+        let mut results = inputs
+            .map(|(n, parsed)| async move {
+                match parsed {
+                    Err(e) => (n, Err((true, e))),
+                    Ok((_alert, raw)) => (
+                        n,
+                        engine
+                            .submit_json(&raw)
+                            .await
+                            .map_err(|e| (false, format!("line {n}: {e}"))),
+                    ),
+                }
+            })
+            .buffered(width);
+        let mut shutdown = std::pin::pin!(shutdown_signal());
+        loop {
+            let next = tokio::select! {
+                next = results.next() => next,
+                _ = &mut shutdown => {
+                    eprintln!("signal received: draining in-flight alerts");
+                    break;
+                }
+            };
+            let Some((_n, result)) = next else { break };
+            progress.inc(1);
+            match result {
+                Ok(d) => {
+                    let line = serde_json::to_string(&d)?;
+                    writeln!(out, "{line}")?;
+                    decisions.push(d);
+                }
+                Err((is_malformed, e)) => {
+                    progress.suspend(|| eprintln!("{e}"));
+                    if is_malformed {
+                        malformed += 1;
+                    } else {
+                        failed += 1;
+                    }
+                }
+            }
+        }
+    }
+    out.flush()?;
+    progress.finish_and_clear();
+    let elapsed = started.elapsed();
+    let left = engine.shutdown().await;
+    print_summary(&decisions, elapsed, malformed, failed, left);
+    Ok(if malformed > 0 {
+        ExitCode::from(2)
+    } else if failed > 0 || left > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {},
+                    _ = tokio::signal::ctrl_c() => {},
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn percentile(sorted: &[u64], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+fn print_summary(
+    decisions: &[Decision],
+    elapsed: std::time::Duration,
+    malformed: usize,
+    failed: usize,
+    left: usize,
+) {
+    let mut latencies: Vec<u64> = decisions.iter().map(|d| d.processing_time_ms).collect();
+    latencies.sort_unstable();
+    eprintln!(
+        "decided {} alert(s) in {:.2}s ({:.0} alerts/s)",
+        decisions.len(),
+        elapsed.as_secs_f64(),
+        decisions.len() as f64 / elapsed.as_secs_f64().max(1e-9)
+    );
+    for d in Disposition::ALL {
+        let n = decisions.iter().filter(|x| x.disposition == d).count();
+        eprintln!("  {:<18} {n}", d.as_str());
+    }
+    let degraded = decisions.iter().filter(|d| d.degraded).count();
+    eprintln!("  degraded           {degraded}");
+    eprintln!(
+        "latency p50 {} ms, p99 {} ms",
+        percentile(&latencies, 0.50),
+        percentile(&latencies, 0.99)
+    );
+    if malformed > 0 {
+        eprintln!(
+            "{malformed} malformed line(s) rejected (see above); nothing was stored for them"
+        );
+    }
+    if failed > 0 {
+        eprintln!("{failed} alert(s) not decided (see above)");
+    }
+    if left > 0 {
+        eprintln!("{left} alert(s) still in flight at shutdown: they resume at the next start");
+    }
+}

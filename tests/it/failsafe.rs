@@ -1,0 +1,62 @@
+//! Fail-safe behaviour.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aml_triage::Disposition;
+use aml_triage::domain::AgentKind;
+use aml_triage::llm::LlmError;
+use aml_triage::llm::offline::OfflineProvider;
+
+use crate::support::*;
+
+#[tokio::test]
+async fn no_failure_path_auto_clears() {
+    // The probe alert auto-clears when nothing fails...
+    let engine = engine_with(settings(), Arc::new(OfflineProvider)).await;
+    let d = engine.submit_json(&clean_alert("probe")).await.unwrap();
+    assert_eq!(d.disposition, Disposition::AutoClear, "{d:?}");
+    engine.shutdown().await;
+
+    // ...and never when any step fails in any way.
+    let failures: Vec<(&str, Behaviour)> = vec![
+        ("panic", Behaviour::Panic),
+        ("timeout", Behaviour::Sleep(Duration::from_secs(30))),
+        ("rate limited", Behaviour::Fail(LlmError::RateLimited { retry_after: None })),
+        ("server error", Behaviour::Fail(LlmError::Server { status: 500 })),
+        ("unauthorized", Behaviour::Fail(LlmError::Unauthorized)),
+        ("bad request", Behaviour::Fail(LlmError::BadRequest("x".into()))),
+        ("unreachable", Behaviour::Fail(LlmError::Transport("connection refused".into()))),
+        ("malformed", Behaviour::Text("not json".into())),
+        ("truncated", Behaviour::Text(r#"{"disposition":"AUTO_CLEAR","confid"#.into())),
+        ("invented evidence", Behaviour::Text(r#"{"disposition":"AUTO_CLEAR","confidence":0.99,"rationale":"fine [tx:nope]","cited_evidence":["tx:nope"]}"#.into())),
+        ("out of range", Behaviour::Text(r#"{"disposition":"AUTO_CLEAR","confidence":7,"rationale":"x","cited_evidence":[]}"#.into())),
+    ];
+    for agent in [AgentKind::ContextBuilder, AgentKind::DecisionMaker] {
+        for (name, behaviour) in &failures {
+            let s = aml_triage::Settings {
+                agent_timeout_seconds: 0.3,
+                max_retries: 1,
+                ..settings()
+            };
+            let script = Scripted::new(agent, vec![behaviour.clone()]);
+            let engine = engine_with(s, Arc::new(ScriptedProvider(script))).await;
+            let id = format!("fail-{agent}-{}", name.replace(' ', "-"));
+            let d = engine.submit_json(&clean_alert(&id)).await.unwrap();
+            // A malformed narrative is still a narrative: only the decision step validates
+            // its model output. Everything else must degrade and escalate.
+            let narrative_only =
+                agent == AgentKind::ContextBuilder && matches!(behaviour, Behaviour::Text(_));
+            if !narrative_only {
+                assert!(d.degraded, "{agent} {name}: not marked degraded");
+                assert_ne!(
+                    d.disposition,
+                    Disposition::AutoClear,
+                    "{agent} {name} auto-cleared"
+                );
+                assert!(d.requires_human_review, "{agent} {name}");
+            }
+            engine.shutdown().await;
+        }
+    }
+}

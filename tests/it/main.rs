@@ -1,0 +1,8 @@
+//! Integration tests, one binary. Each test is named after the guarantee it checks.
+
+mod support;
+
+mod admission;
+mod failsafe;
+mod input;
+mod supervision;
