@@ -14,7 +14,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let engine = Engine::builder(settings).start().await?;
 
     // One alert, given as JSON text (stored verbatim for the audit record).
-    let text = include_str!("alerts.sample.jsonl").lines().next().unwrap_or_default();
+    let text = include_str!("alerts.sample.jsonl")
+        .lines()
+        .next()
+        .unwrap_or_default();
     let decision = engine.submit_json(text).await?;
     println!(
         "{}: {} (risk {:.0}, confidence {:.2})",

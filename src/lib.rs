@@ -21,12 +21,14 @@
 //! - [`engine`]: the library API: start, submit, await, shut down.
 //! - [`config`]: defaults < TOML file < environment.
 //! - [`error`]: errors returned to callers.
+//! - [`evaluation`]: comparison of decisions with labelled alerts (`aml-triage eval`).
 
 pub mod actors;
 pub mod config;
 pub mod domain;
 pub mod engine;
 pub mod error;
+pub mod evaluation;
 pub mod jurisdiction;
 pub mod llm;
 pub mod messages;

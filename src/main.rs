@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 use futures_util::StreamExt;
 
 use aml_triage::domain::alert::{Alert, AlertError};
+use aml_triage::evaluation::{self, Expected, Labelled};
 use aml_triage::{Decision, Disposition, Engine, Settings};
 
 #[derive(Parser)]
@@ -30,6 +31,27 @@ struct Cli {
 enum Command {
     /// Decide every alert in a JSON-lines file (alert lines or labelled `{"alert":..}` lines).
     Triage(TriageArgs),
+    /// Decide a labelled file (`{"alert":...,"expected":...}` lines) and compare with the
+    /// labels. Uses an in-memory store unless --database-url is given.
+    Eval(EvalArgs),
+}
+
+#[derive(clap::Args)]
+struct EvalArgs {
+    /// Labelled file.
+    file: PathBuf,
+    /// Print the report as one JSON object on the last line of standard output.
+    #[arg(long)]
+    json: bool,
+    /// Screening lists: a file or a folder searched for the formats it recognises.
+    #[arg(long)]
+    lists: Vec<PathBuf>,
+    /// FATF jurisdiction list (CSV).
+    #[arg(long)]
+    jurisdictions: Option<PathBuf>,
+    /// Database URL (default: memory, so earlier decisions are not reused).
+    #[arg(long)]
+    database_url: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -102,37 +124,75 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             init_logging(&settings);
             triage(settings, args).await
         }
+        Command::Eval(args) => {
+            if !args.lists.is_empty() {
+                settings.list_paths = args.lists.clone();
+            }
+            if let Some(j) = &args.jurisdictions {
+                settings.jurisdiction_path = Some(j.clone());
+            }
+            settings.database_url = args.database_url.clone().unwrap_or_else(|| "memory".into());
+            settings.validate()?;
+            init_logging(&settings);
+            eval(settings, args).await
+        }
     }
 }
 
-/// One input line: the alert and its text as received, or why it is malformed.
-fn parse_line(line: &str, max_bytes: usize) -> Result<(Alert, String), AlertError> {
+/// One parsed input line: the alert text as received and, on labelled lines, the label.
+struct Line {
+    raw: String,
+    expected: Option<Expected>,
+}
+
+/// One input line, or why it is malformed. Labelled evaluation lines wrap the alert; the
+/// label is kept aside for `eval` and never reaches the engine.
+fn parse_line(line: &str, max_bytes: usize) -> Result<Line, AlertError> {
     let value: serde_json::Value =
         serde_json::from_str(line).map_err(|e| AlertError::new("$", format!("not JSON: {e}")))?;
-    // Labelled evaluation lines wrap the alert; only `alert` is read, never `expected`.
-    let raw = match value.get("alert") {
-        Some(inner) if value.get("alert_id").is_none() => inner.to_string(),
-        _ => line.to_string(),
+    let (raw, expected) = match value.get("alert") {
+        Some(inner) if value.get("alert_id").is_none() => {
+            let expected = match value.get("expected") {
+                Some(e) => Some(
+                    serde_json::from_value::<Expected>(e.clone())
+                        .map_err(|err| AlertError::new("expected", err.to_string()))?,
+                ),
+                None => None,
+            };
+            (inner.to_string(), expected)
+        }
+        _ => (line.to_string(), None),
     };
-    let alert = Alert::from_json_limited(&raw, max_bytes).map_err(|e| {
+    Alert::from_json_limited(&raw, max_bytes).map_err(|e| {
         if raw.len() != line.len() {
             AlertError::new(format!("alert.{}", e.field), e.message)
         } else {
             e
         }
     })?;
-    Ok((alert, raw))
+    Ok(Line { raw, expected })
 }
 
-async fn triage(settings: Settings, args: TriageArgs) -> Result<ExitCode> {
-    let file = std::fs::File::open(&args.file)
-        .with_context(|| format!("cannot open {}", args.file.display()))?;
-    let mut out: Box<dyn Write + Send> = match &args.out {
-        Some(p) => Box::new(std::io::BufWriter::new(
-            std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
-        )),
-        None => Box::new(std::io::BufWriter::new(std::io::stdout())),
-    };
+/// What processing a file produced.
+#[derive(Default)]
+struct FileRun {
+    decided: Vec<(Decision, Option<Expected>)>,
+    malformed: usize,
+    failed: usize,
+    left: usize,
+    elapsed: std::time::Duration,
+}
+
+/// Decides every valid line of `path`, at most `MAX_CONCURRENT_ALERTS` at a time, calling
+/// `on_decision` in input order. Malformed lines are reported on standard error and counted;
+/// a termination signal stops reading and drains what is in flight.
+async fn run_file(
+    settings: Settings,
+    path: &std::path::Path,
+    mut on_decision: impl FnMut(&Decision) -> Result<()>,
+) -> Result<FileRun> {
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let max_bytes = settings.max_alert_bytes;
     let width = settings.max_concurrent_alerts;
     let engine = Engine::builder(settings).start().await?;
@@ -143,18 +203,13 @@ async fn triage(settings: Settings, args: TriageArgs) -> Result<ExitCode> {
             resumed.found, resumed.decided, resumed.failed
         );
     }
-
-    let total_lines = BufReader::new(std::fs::File::open(&args.file)?)
-        .lines()
-        .count();
+    let total_lines = BufReader::new(std::fs::File::open(path)?).lines().count();
     let progress = if std::io::stderr().is_terminal() {
         indicatif::ProgressBar::new(total_lines as u64)
     } else {
         indicatif::ProgressBar::hidden()
     };
-    let mut malformed = 0usize;
-    let mut failed = 0usize;
-    let mut decisions: Vec<Decision> = Vec::new();
+    let mut run = FileRun::default();
     let started = Instant::now();
     {
         let lines = BufReader::new(file).lines().enumerate();
@@ -172,14 +227,12 @@ async fn triage(settings: Settings, args: TriageArgs) -> Result<ExitCode> {
         let mut results = inputs
             .map(|(n, parsed)| async move {
                 match parsed {
-                    Err(e) => (n, Err((true, e))),
-                    Ok((_alert, raw)) => (
-                        n,
-                        engine
-                            .submit_json(&raw)
-                            .await
-                            .map_err(|e| (false, format!("line {n}: {e}"))),
-                    ),
+                    Err(e) => Err((true, e)),
+                    Ok(line) => engine
+                        .submit_json(&line.raw)
+                        .await
+                        .map(|d| (d, line.expected))
+                        .map_err(|e| (false, format!("line {n}: {e}"))),
                 }
             })
             .buffered(width);
@@ -192,37 +245,123 @@ async fn triage(settings: Settings, args: TriageArgs) -> Result<ExitCode> {
                     break;
                 }
             };
-            let Some((_n, result)) = next else { break };
+            let Some(result) = next else { break };
             progress.inc(1);
             match result {
-                Ok(d) => {
-                    let line = serde_json::to_string(&d)?;
-                    writeln!(out, "{line}")?;
-                    decisions.push(d);
+                Ok((d, expected)) => {
+                    on_decision(&d)?;
+                    run.decided.push((d, expected));
                 }
                 Err((is_malformed, e)) => {
                     progress.suspend(|| eprintln!("{e}"));
                     if is_malformed {
-                        malformed += 1;
+                        run.malformed += 1;
                     } else {
-                        failed += 1;
+                        run.failed += 1;
                     }
                 }
             }
         }
     }
-    out.flush()?;
     progress.finish_and_clear();
-    let elapsed = started.elapsed();
-    let left = engine.shutdown().await;
-    print_summary(&decisions, elapsed, malformed, failed, left);
-    Ok(if malformed > 0 {
+    run.elapsed = started.elapsed();
+    run.left = engine.shutdown().await;
+    Ok(run)
+}
+
+fn exit_code(run: &FileRun) -> ExitCode {
+    if run.malformed > 0 {
         ExitCode::from(2)
-    } else if failed > 0 || left > 0 {
+    } else if run.failed > 0 || run.left > 0 {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+async fn triage(settings: Settings, args: TriageArgs) -> Result<ExitCode> {
+    let mut out: Box<dyn Write + Send> = match &args.out {
+        Some(p) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
+        )),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout())),
+    };
+    let run = run_file(settings, &args.file, |d| {
+        writeln!(out, "{}", serde_json::to_string(d)?)?;
+        Ok(())
     })
+    .await?;
+    out.flush()?;
+    let decisions: Vec<Decision> = run.decided.iter().map(|(d, _)| d.clone()).collect();
+    print_summary(&decisions, run.elapsed, run.malformed, run.failed, run.left);
+    Ok(exit_code(&run))
+}
+
+async fn eval(settings: Settings, args: EvalArgs) -> Result<ExitCode> {
+    let run = run_file(settings, &args.file, |_| Ok(())).await?;
+    let unlabelled = run.decided.iter().filter(|(_, e)| e.is_none()).count();
+    if unlabelled > 0 {
+        eprintln!("{unlabelled} line(s) carry no `expected` label and are left out of the report");
+    }
+    let rows: Vec<Labelled> = run
+        .decided
+        .iter()
+        .filter_map(|(d, e)| {
+            e.as_ref().map(|e| Labelled {
+                alert_id: d.alert_id.clone(),
+                disposition: d.disposition,
+                risk_score: d.risk_score,
+                expected: e.clone(),
+            })
+        })
+        .collect();
+    let report = evaluation::report(&rows);
+    let decisions: Vec<Decision> = run.decided.iter().map(|(d, _)| d.clone()).collect();
+    print_summary(&decisions, run.elapsed, run.malformed, run.failed, run.left);
+    print_report(&report);
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    }
+    Ok(exit_code(&run))
+}
+
+fn print_report(r: &evaluation::Report) {
+    println!(
+        "alerts {}  positives {}  negatives {}",
+        r.alerts, r.positives, r.negatives
+    );
+    println!(
+        "{:<18} {:>10} {:>10}",
+        "disposition", "positives", "negatives"
+    );
+    for (d, n) in &r.positives_by_disposition {
+        println!(
+            "{d:<18} {n:>10} {:>10}",
+            r.negatives_by_disposition.get(d).copied().unwrap_or(0)
+        );
+    }
+    println!(
+        "missed positives (suspicious but auto-cleared): {}",
+        r.missed_positives
+    );
+    for id in &r.missed_positive_ids {
+        println!("  {id}");
+    }
+    println!(
+        "auto-clear rate among negatives: {:.3}",
+        r.auto_clear_rate_negatives
+    );
+    println!(
+        "escalation recall among positives: {:.3}",
+        r.escalation_recall
+    );
+    println!("PR-AUC of the risk score: {:.3}", r.pr_auc);
+    for (t, rec) in &r.per_typology {
+        println!(
+            "  recall {t:<16} {}/{} = {:.3}",
+            rec.escalated, rec.positives, rec.recall
+        );
+    }
 }
 
 async fn shutdown_signal() {

@@ -747,7 +747,8 @@ fn assemble(
     // auto-cleared.
     let mut disposition = proposal.disposition.max(proposal.policy.disposition);
     if disposition == Disposition::AutoClear
-        && (!p.degraded.is_empty() || !policy::reaches(proposal.confidence, t.auto_clear_confidence))
+        && (!p.degraded.is_empty()
+            || !policy::reaches(proposal.confidence, t.auto_clear_confidence))
     {
         disposition = Disposition::EscalateL2;
     }

@@ -140,17 +140,9 @@ pub fn assess(alert: &Alert, facts: &EnrichmentFacts, t: &Thresholds) -> RiskAss
         }
     }
 
-    if facts.history.prior_escalations > 0 {
-        factors.push(Factor {
-            name: "prior_escalations".into(),
-            points: (10.0 * f64::from(facts.history.prior_escalations)).min(20.0),
-            evidence: vec!["history:prior_escalations".into()],
-            explanation: format!(
-                "{} earlier alert(s) on this customer were escalated ({})",
-                facts.history.prior_escalations, facts.history.source
-            ),
-        });
-    }
+    // Customer history (`facts.history`) is context for the analyst, not a score factor: the
+    // engine's own earlier escalations are not findings of suspicion, and counting them would
+    // make a decision depend on which alerts happened to be decided first.
 
     factors.extend(crate::typologies::transaction_factors(
         alert,
