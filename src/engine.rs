@@ -41,7 +41,7 @@ use crate::error::{StartError, TriageError};
 use crate::llm::LlmProvider;
 use crate::llm::offline::OfflineProvider;
 use crate::messages::supervisor::{StopAgentOf, TriageAlert};
-use crate::store::{AuditVersions, StepRecord, Store};
+use crate::store::{AuditVersions, StepRecord, Store, StoreOptions};
 
 /// Suggested wait given to callers turned away at admission.
 const BUSY_RETRY_AFTER: Duration = Duration::from_secs(1);
@@ -59,6 +59,7 @@ pub struct EngineBuilder {
     provider: Option<Arc<dyn LlmProvider>>,
     refs: Option<ReferenceData>,
     resume: bool,
+    migrate: bool,
 }
 
 impl EngineBuilder {
@@ -71,6 +72,12 @@ impl EngineBuilder {
     /// Uses already loaded reference data instead of loading it from the configured paths.
     pub fn reference_data(mut self, refs: ReferenceData) -> Self {
         self.refs = Some(refs);
+        self
+    }
+
+    /// Whether to apply pending migrations at start (default: yes).
+    pub fn migrate(mut self, migrate: bool) -> Self {
+        self.migrate = migrate;
         self
     }
 
@@ -93,11 +100,12 @@ impl EngineBuilder {
             self.provider.unwrap_or_else(|| Arc::new(OfflineProvider));
         let (tx, rx) = oneshot::channel();
         let thread_settings = settings.clone();
+        let migrate = self.migrate;
         let thread = std::thread::Builder::new()
             .name("aml-triage-actors".into())
             .spawn(move || {
                 let system = actix_rt::System::new();
-                let built = system.block_on(build(thread_settings, refs, provider));
+                let built = system.block_on(build(thread_settings, migrate, refs, provider));
                 let ok = built.is_ok();
                 let _ = tx.send(built);
                 if ok {
@@ -146,14 +154,25 @@ struct Parts {
 
 async fn build(
     settings: Arc<Settings>,
+    migrate: bool,
     refs: ReferenceData,
     provider: Arc<dyn LlmProvider>,
 ) -> Result<Parts, StartError> {
     let store = Arc::new(
-        Store::connect(Some(&settings.database_url), &settings.node_id)
-            .await
-            .map_err(|e| StartError::Store(e.to_string()))?,
+        Store::connect(
+            Some(&settings.database_url),
+            &settings.node_id,
+            StoreOptions::default(),
+        )
+        .await
+        .map_err(|e| StartError::Store(e.to_string()))?,
     );
+    if migrate {
+        store
+            .migrate()
+            .await
+            .map_err(|e| StartError::Store(e.to_string()))?;
+    }
     let restart = RestartPolicy {
         max_restarts: settings.restart_max,
         window: Duration::from_secs_f64(settings.restart_window_seconds),
@@ -271,10 +290,15 @@ async fn resume(s: &Submitter, store: &Store) -> ResumeReport {
     tracing::info!(count = unfinished.len(), "resuming unfinished alerts");
     let results: Vec<Result<Decision, TriageError>> = futures_util::stream::iter(unfinished)
         .map(|u| async move {
-            let alert = Alert::from_json_limited(&u.raw_json, usize::MAX)?;
+            let alert = Alert::from_json_limited(&u.alert.raw_json, usize::MAX)?;
             let permit = s.admit(true).await?;
-            s.triage(alert, Arc::from(u.raw_json), Some(u.steps), permit)
-                .await
+            s.triage(
+                alert,
+                Arc::from(u.alert.raw_json),
+                Some(u.completed_steps),
+                permit,
+            )
+            .await
         })
         .buffer_unordered(s.admission.available_permits().max(1))
         .collect()
@@ -360,6 +384,7 @@ impl Engine {
             provider: None,
             refs: None,
             resume: true,
+            migrate: true,
         }
     }
 

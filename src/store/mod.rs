@@ -1,171 +1,393 @@
-//! Interim in-memory store with the durable store's interface; replaced by the sqlx store.
-#![allow(missing_docs)]
-use std::collections::HashMap;
-use std::sync::Mutex;
+//! The durable store: alerts, the step journal, decisions and the audit hash chain, on
+//! PostgreSQL or SQLite (or in memory, for tests and benchmarks).
+//!
+//! Writes go through one batching writer task per store (see `writer.rs`): a write returns
+//! only after its transaction has committed. Reads go straight to the pool.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), aml_triage::store::StoreError> {
+//! use aml_triage::store::{Store, StoreOptions};
+//! let store = Store::connect(Some("sqlite:aml-triage.db"), "node-a", StoreOptions::default()).await?;
+//! store.migrate().await?;
+//! // ... admit, append_step, record_decision ...
+//! store.close().await;
+//! # Ok(()) }
+//! ```
+
+pub mod audit;
+mod error;
+mod export;
+mod memory;
+mod postgres;
+mod purge;
+mod read;
+pub mod records;
+mod sql;
+mod sqlite;
+mod verify;
+mod writer;
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::task::JoinHandle;
 
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("store: {0}")]
-    Other(String),
-}
+pub use error::{StoreError, redact_url};
+pub use export::PACK_FORMAT;
+pub use records::{
+    AdmitOutcome, AlertRecord, AuditAnchor, AuditEntry, AuditVersions, DecisionOutcome,
+    DecisionRecord, PurgeReport, STATUS_DECIDED, STATUS_RECEIVED, STEP_COMPLETED, STEP_DEGRADED,
+    StepRecord, StoredAlert, UnfinishedAlert, VerifyFailure, VerifyReport,
+};
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct AuditVersions {
-    pub policy_version: String,
-    pub config_version: String,
-    pub list_versions: Vec<String>,
-}
+use audit::{ChainHead, PendingEntry};
+use read::ReadBackend;
+use writer::{Command, Op, Reply, Writer};
 
+/// Database used when no URL is given: a file in the working directory.
+pub const DEFAULT_URL: &str = "sqlite:aml-triage.db";
+
+/// Tuning of a store.
 #[derive(Debug, Clone)]
-pub struct AlertRecord {
-    pub alert_id: String,
-    pub raw_json: String,
-    pub content_hash: String,
-    pub customer_id: String,
-    pub alert_type: String,
-    pub priority: String,
-    pub created_at: DateTime<Utc>,
-    pub received_at: DateTime<Utc>,
+pub struct StoreOptions {
+    /// Most commands written in one transaction.
+    pub batch_max: usize,
+    /// Commands that may wait for the writer before callers are made to wait (backpressure).
+    pub queue_capacity: usize,
+    /// Pool size (reads, plus the writer's one connection).
+    pub max_connections: u32,
+    /// How long to wait for a pooled connection, or for a SQLite lock.
+    pub acquire_timeout: Duration,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StepRecord {
-    pub alert_id: String,
-    pub step: String,
-    pub attempt: u32,
-    pub status: String,
-    pub input_hash: String,
-    pub output: Value,
-    pub provider: String,
-    pub model: String,
-    pub prompt_version: String,
-    pub tokens_in: u64,
-    pub tokens_out: u64,
-    pub cost_usd: f64,
-    pub latency_ms: u64,
-    pub error: Option<String>,
-    pub versions: AuditVersions,
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            batch_max: 500,
+            queue_capacity: 4_096,
+            max_connections: 8,
+            acquire_timeout: Duration::from_secs(10),
+        }
+    }
 }
 
+/// Which database a store runs on.
 #[derive(Debug, Clone)]
-pub struct DecisionRecord {
-    pub alert_id: String,
-    pub disposition: String,
-    pub risk_score: f64,
-    pub confidence: f64,
-    pub requires_human_review: bool,
-    pub decision: Value,
-    pub versions: AuditVersions,
-    pub decided_at: DateTime<Utc>,
+enum Backend {
+    Memory(memory::Backend),
+    Sqlite(sqlite::Backend),
+    Postgres(postgres::Backend),
 }
 
-#[derive(Debug, Clone)]
-pub enum AdmitOutcome {
-    Inserted,
-    Duplicate { decision: Option<Value> },
-    Conflict { existing_content_hash: String },
+/// Runs `$body` with `$b` bound to the concrete backend.
+macro_rules! with_backend {
+    ($self:expr, $b:ident => $body:expr) => {
+        match &$self.inner.backend {
+            Backend::Memory($b) => $body,
+            Backend::Sqlite($b) => $body,
+            Backend::Postgres($b) => $body,
+        }
+    };
 }
 
-#[derive(Debug, Clone)]
-pub enum DecisionOutcome {
-    Inserted,
-    AlreadyDecided(Value),
-}
-
-#[derive(Debug, Clone)]
-pub struct UnfinishedAlert {
-    pub raw_json: String,
-    pub steps: Vec<StepRecord>,
-}
-
-#[derive(Default)]
 struct Inner {
-    alerts: HashMap<String, AlertRecord>,
-    steps: HashMap<String, Vec<StepRecord>>,
-    decisions: HashMap<String, Value>,
+    backend: Backend,
+    node_id: String,
+    commands: mpsc::Sender<Command>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    /// PostgreSQL only: the connection holding this node's chain lock.
+    chain_lock: Mutex<Option<sqlx::PgConnection>>,
+    /// Head of this node's chain as last committed by the writer.
+    committed_head: Arc<std::sync::Mutex<Option<ChainHead>>>,
 }
 
-#[derive(Default)]
+/// The store. Cheap to clone; all clones share one writer.
+#[derive(Clone)]
 pub struct Store {
-    inner: Mutex<Inner>,
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("backend", &self.backend_name())
+            .field("node_id", &self.inner.node_id)
+            .finish()
+    }
+}
+
+fn unexpected(reply: Reply) -> StoreError {
+    StoreError::Internal(format!("unexpected writer reply {reply:?}"))
 }
 
 impl Store {
-    pub async fn connect(_url: Option<&str>, _node: &str) -> Result<Store, StoreError> {
-        Ok(Store::default())
-    }
-    pub async fn admit(&self, a: AlertRecord) -> Result<AdmitOutcome, StoreError> {
-        let mut g = self.inner.lock().unwrap();
-        if let Some(old) = g.alerts.get(&a.alert_id) {
-            if old.content_hash != a.content_hash {
-                return Ok(AdmitOutcome::Conflict {
-                    existing_content_hash: old.content_hash.clone(),
-                });
-            }
-            return Ok(AdmitOutcome::Duplicate {
-                decision: g.decisions.get(&a.alert_id).cloned(),
+    /// Opens a store.
+    ///
+    /// `url` is `None` or `sqlite:PATH` (default [`DEFAULT_URL`]; the file is created if
+    /// missing), `postgres://...`/`postgresql://...`, or `memory`. `node_id` names this
+    /// process's audit chain: each running instance needs its own. On PostgreSQL the chain is
+    /// locked for the store's lifetime, and a second store with the same node id fails with
+    /// [`StoreError::ChainLocked`]. Call [`Store::migrate`] before writing.
+    pub async fn connect(
+        url: Option<&str>,
+        node_id: &str,
+        opts: StoreOptions,
+    ) -> Result<Store, StoreError> {
+        if node_id.is_empty() {
+            return Err(StoreError::InvalidInput("node_id is empty".into()));
+        }
+        let url = url.unwrap_or(DEFAULT_URL);
+        let mut chain_lock = None;
+        let backend = if url == "memory" {
+            Backend::Memory(memory::Backend::default())
+        } else if url.starts_with("sqlite:") {
+            Backend::Sqlite(sqlite::connect(url, &opts).await?)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let b = postgres::connect(url, node_id, &opts).await?;
+            chain_lock = Some(postgres::lock_chain(url, node_id).await?);
+            Backend::Postgres(b)
+        } else {
+            return Err(StoreError::Connect {
+                url: redact_url(url),
+                message: "unsupported database URL: use sqlite:PATH, postgres://... or memory"
+                    .into(),
             });
-        }
-        g.alerts.insert(a.alert_id.clone(), a);
-        Ok(AdmitOutcome::Inserted)
+        };
+        let (commands, rx) = mpsc::channel(opts.queue_capacity.max(1));
+        let committed_head = Arc::new(std::sync::Mutex::new(None));
+        let batch_max = opts.batch_max.max(1);
+        let chain_id = node_id.to_string();
+        // Spawned per concrete backend so the compiler sees a concrete (Send) future.
+        let handle = match &backend {
+            Backend::Memory(b) => tokio::spawn(
+                Writer {
+                    backend: b.clone(),
+                    chain_id,
+                    batch_max,
+                    committed_head: committed_head.clone(),
+                    head: None,
+                }
+                .run(rx),
+            ),
+            Backend::Sqlite(b) => tokio::spawn(
+                Writer {
+                    backend: b.clone(),
+                    chain_id,
+                    batch_max,
+                    committed_head: committed_head.clone(),
+                    head: None,
+                }
+                .run(rx),
+            ),
+            Backend::Postgres(b) => tokio::spawn(
+                Writer {
+                    backend: b.clone(),
+                    chain_id,
+                    batch_max,
+                    committed_head: committed_head.clone(),
+                    head: None,
+                }
+                .run(rx),
+            ),
+        };
+        Ok(Store {
+            inner: Arc::new(Inner {
+                backend,
+                node_id: node_id.to_string(),
+                commands,
+                writer: Mutex::new(Some(handle)),
+                chain_lock: Mutex::new(chain_lock),
+                committed_head,
+            }),
+        })
     }
-    pub async fn append_step(&self, s: StepRecord) -> Result<(), StoreError> {
+
+    /// `memory`, `sqlite` or `postgres`.
+    pub fn backend_name(&self) -> &'static str {
+        match &self.inner.backend {
+            Backend::Memory(_) => "memory",
+            Backend::Sqlite(_) => "sqlite",
+            Backend::Postgres(_) => "postgres",
+        }
+    }
+
+    /// This node's id, which is also its audit chain id.
+    pub fn node_id(&self) -> &str {
+        &self.inner.node_id
+    }
+
+    /// Applies the embedded migrations (idempotent).
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        match &self.inner.backend {
+            Backend::Memory(_) => Ok(()),
+            Backend::Sqlite(b) => Ok(sqlite::migrator().run(&b.pool).await?),
+            Backend::Postgres(b) => Ok(postgres::migrator().run(&b.pool).await?),
+        }
+    }
+
+    async fn send(&self, op: Op) -> Result<Reply, StoreError> {
+        let (reply, rx) = oneshot::channel();
         self.inner
-            .lock()
-            .unwrap()
-            .steps
-            .entry(s.alert_id.clone())
-            .or_default()
-            .push(s);
-        Ok(())
+            .commands
+            .send(Command { op, reply })
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
     }
-    pub async fn record_decision(&self, d: DecisionRecord) -> Result<DecisionOutcome, StoreError> {
-        let mut g = self.inner.lock().unwrap();
-        if let Some(v) = g.decisions.get(&d.alert_id) {
-            return Ok(DecisionOutcome::AlreadyDecided(v.clone()));
+
+    /// Stores a new alert, or reports what is already stored under its id. Resolves after the
+    /// alert is committed, so work may start once it returns `Inserted`.
+    pub async fn admit(&self, alert: AlertRecord) -> Result<AdmitOutcome, StoreError> {
+        match self.send(Op::Admit(alert)).await? {
+            Reply::Admit(o) => Ok(o),
+            other => Err(unexpected(other)),
         }
-        g.decisions.insert(d.alert_id, d.decision);
-        Ok(DecisionOutcome::Inserted)
     }
+
+    /// Journals a step and its audit entry, atomically. A second `completed` record for the
+    /// same (alert, step) fails with [`StoreError::StepAlreadyCompleted`].
+    pub async fn append_step(&self, step: StepRecord) -> Result<(), StoreError> {
+        match self.send(Op::Step(step)).await? {
+            Reply::Done => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Stores the decision, its audit entry and the alert's new status, atomically; if the
+    /// alert already has a decision, returns it and writes nothing.
+    pub async fn record_decision(&self, d: DecisionRecord) -> Result<DecisionOutcome, StoreError> {
+        match self.send(Op::Decision(d)).await? {
+            Reply::Decision(o) => Ok(o),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Appends an audit entry for something that is not a step or decision (a user action, a
+    /// configuration load, ...).
+    pub async fn record_audit_event(
+        &self,
+        actor: &str,
+        action: &str,
+        alert_id: Option<&str>,
+        payload: Value,
+    ) -> Result<(), StoreError> {
+        let entry = PendingEntry {
+            alert_id: alert_id.map(str::to_string),
+            actor: actor.to_string(),
+            action: action.to_string(),
+            payload,
+            versions: None,
+        };
+        match self.send(Op::Event(entry)).await? {
+            Reply::Done => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Alerts without a decision, oldest received first, each with its completed steps.
     pub async fn unfinished(&self) -> Result<Vec<UnfinishedAlert>, StoreError> {
-        let g = self.inner.lock().unwrap();
-        Ok(g.alerts
-            .values()
-            .filter(|a| !g.decisions.contains_key(&a.alert_id))
-            .map(|a| UnfinishedAlert {
-                raw_json: a.raw_json.clone(),
-                steps: g.steps.get(&a.alert_id).cloned().unwrap_or_default(),
-            })
-            .collect())
+        with_backend!(self, b => b.unfinished().await)
     }
+
+    /// An alert as stored.
+    pub async fn alert(&self, id: &str) -> Result<Option<StoredAlert>, StoreError> {
+        with_backend!(self, b => b.alert(id).await)
+    }
+
+    /// The decision of an alert.
+    pub async fn decision(&self, id: &str) -> Result<Option<Value>, StoreError> {
+        let text = with_backend!(self, b => b.decision_text(id).await)?;
+        text.map(|t| {
+            serde_json::from_str(&t).map_err(|e| StoreError::Corrupt(format!("decision: {e}")))
+        })
+        .transpose()
+    }
+
+    /// The journal of an alert, in write order.
+    pub async fn steps(&self, id: &str) -> Result<Vec<StepRecord>, StoreError> {
+        with_backend!(self, b => b.steps(id).await)
+    }
+
+    /// The audit entries of an alert, by chain and seq (not verified: see [`Store::verify`]).
+    pub async fn audit_trail(&self, id: &str) -> Result<Vec<AuditEntry>, StoreError> {
+        let rows = with_backend!(self, b => b.audit_rows_for_alert(id).await)?;
+        rows.into_iter().map(|r| r.into_entry()).collect()
+    }
+
+    /// `(prior alerts, prior escalations)` of a customer: other alerts raised no later than
+    /// `excluding_alert`, and those among them decided with a disposition other than
+    /// `AUTO_CLEAR`.
     pub async fn customer_history(
         &self,
         customer_id: &str,
-        excluding: &str,
+        excluding_alert: &str,
     ) -> Result<(u32, u32), StoreError> {
-        let g = self.inner.lock().unwrap();
-        let mut n = 0;
-        let mut e = 0;
-        for a in g
-            .alerts
-            .values()
-            .filter(|a| a.customer_id == customer_id && a.alert_id != excluding)
-        {
-            n += 1;
-            if g.decisions
-                .get(&a.alert_id)
-                .and_then(|d| d.get("disposition"))
-                .and_then(|v| v.as_str())
-                .is_some_and(|d| d != "AUTO_CLEAR")
-            {
-                e += 1;
+        with_backend!(self, b => b.customer_history(customer_id, excluding_alert).await)
+    }
+
+    /// Recomputes hashes and links of every chain (or of one alert's entries and their
+    /// neighbours), and checks alerts and decisions against their audit entries. Reports the
+    /// first problem found.
+    pub async fn verify(&self, alert: Option<&str>) -> Result<VerifyReport, StoreError> {
+        match alert {
+            Some(id) => {
+                with_backend!(self, b => verify::verify_alert(b, id).await.map(|(r, _, _)| r))
+            }
+            None => {
+                let head = self
+                    .inner
+                    .committed_head
+                    .lock()
+                    .map(|h| h.clone())
+                    .unwrap_or(None);
+                with_backend!(self, b => verify::verify_all(b, (&self.inner.node_id, head)).await)
             }
         }
-        Ok((n, e))
     }
-    pub async fn close(&self) {}
+
+    /// The regulator pack of one alert (see `export.rs` and `docs/audit.md`).
+    pub async fn export(&self, alert_id: &str) -> Result<Value, StoreError> {
+        with_backend!(self, b => export::build(b, &self.inner.node_id, alert_id).await)
+    }
+
+    /// Removes decided alerts received more than `retention_days` before `now`, with their
+    /// decisions, steps and audit entries, following the rule in `purge.rs`; records anchors
+    /// and a `purge` audit entry in the same transaction.
+    pub async fn purge(
+        &self,
+        retention_days: u32,
+        now: DateTime<Utc>,
+    ) -> Result<PurgeReport, StoreError> {
+        let cutoff = now - chrono::Duration::days(i64::from(retention_days));
+        match self
+            .send(Op::Purge {
+                retention_days,
+                cutoff,
+            })
+            .await?
+        {
+            Reply::Purge(r) => Ok(r),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Writes everything queued, stops the writer, releases the chain lock and closes pools.
+    /// Later writes fail with [`StoreError::Closed`].
+    pub async fn close(&self) {
+        let _ = self.send(Op::Shutdown).await;
+        if let Some(handle) = self.inner.writer.lock().await.take() {
+            let _ = handle.await;
+        }
+        if let Some(conn) = self.inner.chain_lock.lock().await.take() {
+            postgres::unlock_chain(conn, &self.inner.node_id).await;
+        }
+        match &self.inner.backend {
+            Backend::Memory(_) => {}
+            Backend::Sqlite(b) => b.pool.close().await,
+            Backend::Postgres(b) => b.pool.close().await,
+        }
+    }
 }
