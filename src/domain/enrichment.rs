@@ -136,7 +136,12 @@ impl ReferenceData {
         } else {
             ScreeningLists::load_paths(&settings.list_paths).map_err(|e| e.to_string())?
         };
-        let jurisdictions = match &settings.jurisdiction_path {
+        // Without an explicit path, a jurisdiction table inside the list folders is used.
+        let path = settings
+            .jurisdiction_path
+            .clone()
+            .or_else(|| find_jurisdiction_table(&settings.list_paths));
+        let jurisdictions = match &path {
             Some(p) => JurisdictionTable::load(p).map_err(|e| e.to_string())?,
             None => JurisdictionTable::empty(),
         };
@@ -145,4 +150,44 @@ impl ReferenceData {
             jurisdictions: Arc::new(jurisdictions),
         })
     }
+}
+
+/// Header that identifies a jurisdiction table.
+const JURISDICTION_HEADER: &str = "iso2,country,fatf_status";
+
+/// The first CSV file under `paths` (searched two folders deep, in name order) whose header is
+/// a jurisdiction table's.
+fn find_jurisdiction_table(paths: &[std::path::PathBuf]) -> Option<std::path::PathBuf> {
+    fn is_table(p: &std::path::Path) -> bool {
+        p.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv"))
+            && std::fs::read_to_string(p).ok().is_some_and(|t| {
+                t.trim_start_matches('\u{feff}')
+                    .starts_with(JURISDICTION_HEADER)
+            })
+    }
+    fn search(dir: &std::path::Path, depth: u32) -> Option<std::path::PathBuf> {
+        let mut entries: Vec<_> = std::fs::read_dir(dir)
+            .ok()?
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        entries.sort();
+        entries
+            .iter()
+            .find(|p| p.is_file() && is_table(p))
+            .cloned()
+            .or_else(|| {
+                (depth > 0)
+                    .then(|| {
+                        entries
+                            .iter()
+                            .filter(|p| p.is_dir())
+                            .find_map(|d| search(d, depth - 1))
+                    })
+                    .flatten()
+            })
+    }
+    paths
+        .iter()
+        .find_map(|p| if p.is_dir() { search(p, 2) } else { None })
 }

@@ -5,4 +5,7 @@ mod support;
 mod admission;
 mod failsafe;
 mod input;
+mod screening_eval;
+mod store;
+mod store_support;
 mod supervision;

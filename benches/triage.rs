@@ -1,0 +1,152 @@
+//! End-to-end throughput benchmark: decides the alerts of a file through the full engine and
+//! reports alerts/s, latency percentiles and peak resident memory.
+//!
+//! ```sh
+//! cargo bench --bench triage -- --file ../shared/data/amlsim-dev.eval.jsonl --repeat 3 \
+//!     --database-url memory [--llm-latency-ms 200] [--concurrency 1000]
+//! ```
+//!
+//! Each repetition gives the alerts fresh ids, so idempotency never short-cuts the work.
+//! With `--llm-latency-ms`, the two model-backed agents wait that long per call (a stand-in
+//! for a remote model), which shows how close the engine gets to the bound the admission
+//! limit sets: concurrency / (2 x latency).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aml_triage::llm::offline::OfflineProvider;
+use aml_triage::llm::{LlmError, LlmProvider, LlmRequest, LlmResponse};
+use aml_triage::{Engine, Settings};
+use futures_util::StreamExt;
+use futures_util::future::BoxFuture;
+
+struct DelayedProvider(Duration);
+
+impl LlmProvider for DelayedProvider {
+    fn name(&self) -> &str {
+        "delayed-offline"
+    }
+    fn needs_prompt(&self) -> bool {
+        false
+    }
+    fn complete(&self, request: LlmRequest) -> BoxFuture<'static, Result<LlmResponse, LlmError>> {
+        let d = self.0;
+        Box::pin(async move {
+            tokio::time::sleep(d).await;
+            OfflineProvider.complete(request).await
+        })
+    }
+}
+
+fn arg(args: &[String], name: &str) -> Option<String> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+}
+
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kib| kib / 1024.0)
+}
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--bench") && arg(&args, "--file").is_none() {
+        // `cargo bench` with no arguments: nothing to measure without an input file.
+        eprintln!(
+            "usage: cargo bench --bench triage -- --file FILE [--repeat N] [--database-url URL] [--llm-latency-ms MS] [--concurrency N] [--lists PATH] [--jurisdictions FILE]"
+        );
+        return;
+    }
+    let file = arg(&args, "--file").expect("--file FILE");
+    let repeat: usize = arg(&args, "--repeat").map_or(1, |v| v.parse().expect("--repeat N"));
+    let mut settings = Settings::load(None).expect("configuration");
+    settings.log_level = "error".into();
+    settings.database_url = arg(&args, "--database-url").unwrap_or_else(|| "memory".into());
+    if let Some(c) = arg(&args, "--concurrency") {
+        settings.max_concurrent_alerts = c.parse().expect("--concurrency N");
+    }
+    if let Some(l) = arg(&args, "--lists") {
+        settings.list_paths = vec![l.into()];
+    }
+    if let Some(j) = arg(&args, "--jurisdictions") {
+        settings.jurisdiction_path = Some(j.into());
+    }
+    let latency =
+        arg(&args, "--llm-latency-ms").map(|v| Duration::from_millis(v.parse().expect("ms")));
+    let width = settings.max_concurrent_alerts;
+    let mut builder = Engine::builder(settings.clone()).resume_unfinished(false);
+    if let Some(l) = latency {
+        builder = builder.provider(Arc::new(DelayedProvider(l)));
+    }
+    let engine = builder.start().await.expect("engine starts");
+
+    let text = std::fs::read_to_string(&file).expect("readable file");
+    let run_tag = format!(
+        "{:x}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis()
+    );
+    let mut alerts = Vec::new();
+    for r in 0..repeat {
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            let v: serde_json::Value = serde_json::from_str(line).expect("JSON line");
+            let mut a = v.get("alert").cloned().unwrap_or(v);
+            let id = a["alert_id"].as_str().unwrap_or_default().to_string();
+            a["alert_id"] = format!("{id}#{run_tag}-{r}").into();
+            alerts.push(a.to_string());
+        }
+    }
+    let n = alerts.len();
+    let started = Instant::now();
+    let results: Vec<_> = futures_util::stream::iter(alerts.iter())
+        .map(|raw| engine.submit_json(raw))
+        .buffer_unordered(width)
+        .collect()
+        .await;
+    let elapsed = started.elapsed();
+    let mut latencies: Vec<u64> = results
+        .iter()
+        .filter_map(|r| r.as_ref().ok().map(|d| d.processing_time_ms))
+        .collect();
+    let failed = n - latencies.len();
+    latencies.sort_unstable();
+    let pct = |p: f64| {
+        latencies
+            .get(((latencies.len().max(1) - 1) as f64 * p) as usize)
+            .copied()
+            .unwrap_or(0)
+    };
+    println!(
+        "alerts {n} failed {failed} elapsed {:.2}s throughput {:.0} alerts/s p50 {} ms p99 {} ms peak_rss {:.1} MiB store {} concurrency {width} llm_latency_ms {}",
+        elapsed.as_secs_f64(),
+        n as f64 / elapsed.as_secs_f64(),
+        pct(0.5),
+        pct(0.99),
+        peak_rss_mib(),
+        settings
+            .database_url
+            .split('@')
+            .next_back()
+            .unwrap_or_default(),
+        latency.map_or(0, |l| l.as_millis()),
+    );
+    if let Some(l) = latency {
+        let bound = width as f64 / (2.0 * l.as_secs_f64());
+        println!(
+            "admission bound {:.0} alerts/s: achieved {:.1}%",
+            bound,
+            100.0 * (n as f64 / elapsed.as_secs_f64()) / bound
+        );
+    }
+    engine.shutdown().await;
+}
