@@ -11,32 +11,10 @@
 //! for a remote model), which shows how close the engine gets to the bound the admission
 //! limit sets: concurrency / (2 x latency).
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aml_triage::llm::offline::OfflineProvider;
-use aml_triage::llm::{LlmError, LlmProvider, LlmRequest, LlmResponse};
 use aml_triage::{Engine, Settings};
 use futures_util::StreamExt;
-use futures_util::future::BoxFuture;
-
-struct DelayedProvider(Duration);
-
-impl LlmProvider for DelayedProvider {
-    fn name(&self) -> &str {
-        "delayed-offline"
-    }
-    fn needs_prompt(&self) -> bool {
-        false
-    }
-    fn complete(&self, request: LlmRequest) -> BoxFuture<'static, Result<LlmResponse, LlmError>> {
-        let d = self.0;
-        Box::pin(async move {
-            tokio::time::sleep(d).await;
-            OfflineProvider.complete(request).await
-        })
-    }
-}
 
 fn arg(args: &[String], name: &str) -> Option<String> {
     args.iter()
@@ -79,14 +57,18 @@ async fn main() {
     if let Some(j) = arg(&args, "--jurisdictions") {
         settings.jurisdiction_path = Some(j.into());
     }
+    // The offline provider waits this long per call: a stand-in for a remote model.
     let latency =
         arg(&args, "--llm-latency-ms").map(|v| Duration::from_millis(v.parse().expect("ms")));
-    let width = settings.max_concurrent_alerts;
-    let mut builder = Engine::builder(settings.clone()).resume_unfinished(false);
     if let Some(l) = latency {
-        builder = builder.provider(Arc::new(DelayedProvider(l)));
+        settings.offline_latency_ms = l.as_millis() as u64;
     }
-    let engine = builder.start().await.expect("engine starts");
+    let width = settings.max_concurrent_alerts;
+    let engine = Engine::builder(settings.clone())
+        .resume_unfinished(false)
+        .start()
+        .await
+        .expect("engine starts");
 
     let text = std::fs::read_to_string(&file).expect("readable file");
     let run_tag = format!(

@@ -77,6 +77,7 @@ pub const KNOWN_KEYS: &[&str] = &[
     "LIST_PATHS",
     "JURISDICTION_PATH",
     "RETENTION_DAYS",
+    "OFFLINE_LATENCY_MS",
 ];
 
 /// The engine's settings after merging and validation.
@@ -156,6 +157,9 @@ pub struct Settings {
     pub jurisdiction_path: Option<PathBuf>,
     /// Records older than this many days may be purged.
     pub retention_days: u32,
+    /// Simulated latency of the offline provider per call (load tests and drills); 0 by
+    /// default.
+    pub offline_latency_ms: u64,
 }
 
 impl Default for Settings {
@@ -194,6 +198,7 @@ impl Default for Settings {
             list_paths: Vec::new(),
             jurisdiction_path: None,
             retention_days: 1825,
+            offline_latency_ms: 0,
         }
     }
 }
@@ -399,6 +404,9 @@ impl Settings {
         }
         if self.max_alert_bytes < 1024 || self.max_alert_bytes > 64 * 1024 * 1024 {
             return Err(bad("MAX_ALERT_BYTES", "must be between 1024 and 67108864"));
+        }
+        if self.offline_latency_ms > 600_000 {
+            return Err(bad("OFFLINE_LATENCY_MS", "must be at most 600000"));
         }
         if self.retention_days == 0 {
             return Err(bad("RETENTION_DAYS", "must be at least 1"));

@@ -96,8 +96,11 @@ impl EngineBuilder {
             Some(r) => r,
             None => ReferenceData::load(&settings).map_err(StartError::ReferenceData)?,
         };
-        let provider: Arc<dyn LlmProvider> =
-            self.provider.unwrap_or_else(|| Arc::new(OfflineProvider));
+        let provider: Arc<dyn LlmProvider> = self.provider.unwrap_or_else(|| {
+            Arc::new(OfflineProvider::with_latency(Duration::from_millis(
+                settings.offline_latency_ms,
+            )))
+        });
         let (tx, rx) = oneshot::channel();
         let thread_settings = settings.clone();
         let migrate = self.migrate;

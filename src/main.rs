@@ -11,7 +11,7 @@ use futures_util::StreamExt;
 
 use aml_triage::domain::alert::{Alert, AlertError};
 use aml_triage::evaluation::{self, Expected, Labelled};
-use aml_triage::{Decision, Disposition, Engine, Settings};
+use aml_triage::{Decision, Disposition, Engine, Settings, store};
 
 #[derive(Parser)]
 #[command(
@@ -34,6 +34,45 @@ enum Command {
     /// Decide a labelled file (`{"alert":...,"expected":...}` lines) and compare with the
     /// labels. Uses an in-memory store unless --database-url is given.
     Eval(EvalArgs),
+    /// Apply pending database migrations.
+    Migrate(DbArgs),
+    /// Audit trail: verify the hash chains, or export a regulator pack.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// Remove records older than RETENTION_DAYS (and record the purge in the audit chain).
+    Purge(DbArgs),
+}
+
+#[derive(clap::Args)]
+struct DbArgs {
+    /// Database URL (overrides DATABASE_URL).
+    #[arg(long)]
+    database_url: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Recompute every audit hash chain and name the first bad entry (exit 1 if any).
+    Verify {
+        /// Check only this alert's entries and records.
+        #[arg(long)]
+        alert: Option<String>,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Write the regulator pack of one alert (alert as received, every step, the decision,
+    /// the chain proof, versions) as JSON.
+    Export {
+        /// The alert.
+        alert_id: String,
+        /// Write here instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        db: DbArgs,
+    },
 }
 
 #[derive(clap::Args)]
@@ -70,6 +109,9 @@ struct TriageArgs {
     /// Database URL (overrides DATABASE_URL).
     #[arg(long)]
     database_url: Option<String>,
+    /// Do not apply pending migrations at start.
+    #[arg(long)]
+    no_migrate: bool,
 }
 
 fn main() -> ExitCode {
@@ -122,7 +164,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             }
             settings.validate()?;
             init_logging(&settings);
-            triage(settings, args).await
+            let migrate = !args.no_migrate;
+            triage(settings, args, migrate).await
         }
         Command::Eval(args) => {
             if !args.lists.is_empty() {
@@ -136,7 +179,85 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             init_logging(&settings);
             eval(settings, args).await
         }
+        Command::Migrate(db) => {
+            let store = admin_store(&mut settings, &db).await?;
+            store.migrate().await?;
+            store.close().await;
+            eprintln!(
+                "migrations applied to {}",
+                store::redact_url(&settings.database_url)
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Audit { command } => match command {
+            AuditCommand::Verify { alert, db } => {
+                let store = admin_store(&mut settings, &db).await?;
+                let report = store.verify(alert.as_deref()).await?;
+                store.close().await;
+                println!("{}", serde_json::to_string_pretty(&report)?);
+                if report.ok {
+                    eprintln!(
+                        "audit chain intact: {} entries in {} chain(s), {} records checked",
+                        report.entries_checked, report.chains, report.records_checked
+                    );
+                    Ok(ExitCode::SUCCESS)
+                } else {
+                    if let Some(f) = &report.failure {
+                        eprintln!(
+                            "AUDIT CHAIN BROKEN at chain {} seq {} (alert {}): {}",
+                            f.chain_id.as_deref().unwrap_or("-"),
+                            f.seq.map_or("-".to_string(), |s| s.to_string()),
+                            f.alert_id.as_deref().unwrap_or("-"),
+                            f.reason
+                        );
+                    }
+                    Ok(ExitCode::from(1))
+                }
+            }
+            AuditCommand::Export { alert_id, out, db } => {
+                let store = admin_store(&mut settings, &db).await?;
+                let pack = store.export(&alert_id).await?;
+                store.close().await;
+                let text = serde_json::to_string_pretty(&pack)?;
+                match out {
+                    Some(p) => std::fs::write(&p, text)
+                        .with_context(|| format!("cannot write {}", p.display()))?,
+                    None => println!("{text}"),
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+        },
+        Command::Purge(db) => {
+            let store = admin_store(&mut settings, &db).await?;
+            let report = store
+                .purge(settings.retention_days, chrono::Utc::now())
+                .await?;
+            store.close().await;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            eprintln!(
+                "purged {} alert(s) received before {} (retention {} days); kept {} undecided",
+                report.alerts, report.cutoff, settings.retention_days, report.kept_undecided
+            );
+            Ok(ExitCode::SUCCESS)
+        }
     }
+}
+
+/// A store for an administrative command. It writes (purge records, verify reads) under its
+/// own audit chain, `{NODE_ID}:admin`, so it can run beside an engine holding `NODE_ID`'s.
+async fn admin_store(settings: &mut Settings, db: &DbArgs) -> Result<store::Store> {
+    if let Some(url) = &db.database_url {
+        settings.database_url = url.clone();
+    }
+    settings.validate()?;
+    init_logging(settings);
+    let store = store::Store::connect(
+        Some(&settings.database_url),
+        &format!("{}:admin", settings.node_id),
+        store::StoreOptions::default(),
+    )
+    .await?;
+    Ok(store)
 }
 
 /// One parsed input line: the alert text as received and, on labelled lines, the label.
@@ -188,6 +309,7 @@ struct FileRun {
 /// a termination signal stops reading and drains what is in flight.
 async fn run_file(
     settings: Settings,
+    migrate: bool,
     path: &std::path::Path,
     mut on_decision: impl FnMut(&Decision) -> Result<()>,
 ) -> Result<FileRun> {
@@ -195,7 +317,7 @@ async fn run_file(
         std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let max_bytes = settings.max_alert_bytes;
     let width = settings.max_concurrent_alerts;
-    let engine = Engine::builder(settings).start().await?;
+    let engine = Engine::builder(settings).migrate(migrate).start().await?;
     let resumed = engine.resumed().await;
     if resumed.found > 0 {
         eprintln!(
@@ -279,14 +401,14 @@ fn exit_code(run: &FileRun) -> ExitCode {
     }
 }
 
-async fn triage(settings: Settings, args: TriageArgs) -> Result<ExitCode> {
+async fn triage(settings: Settings, args: TriageArgs, migrate: bool) -> Result<ExitCode> {
     let mut out: Box<dyn Write + Send> = match &args.out {
         Some(p) => Box::new(std::io::BufWriter::new(
             std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
         )),
         None => Box::new(std::io::BufWriter::new(std::io::stdout())),
     };
-    let run = run_file(settings, &args.file, |d| {
+    let run = run_file(settings, migrate, &args.file, |d| {
         writeln!(out, "{}", serde_json::to_string(d)?)?;
         Ok(())
     })
@@ -298,7 +420,7 @@ async fn triage(settings: Settings, args: TriageArgs) -> Result<ExitCode> {
 }
 
 async fn eval(settings: Settings, args: EvalArgs) -> Result<ExitCode> {
-    let run = run_file(settings, &args.file, |_| Ok(())).await?;
+    let run = run_file(settings, true, &args.file, |_| Ok(())).await?;
     let unlabelled = run.decided.iter().filter(|(_, e)| e.is_none()).count();
     if unlabelled > 0 {
         eprintln!("{unlabelled} line(s) carry no `expected` label and are left out of the report");

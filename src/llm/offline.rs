@@ -12,7 +12,17 @@ pub const OFFLINE_PROVIDER: &str = "offline";
 
 /// The deterministic provider.
 #[derive(Debug, Default, Clone)]
-pub struct OfflineProvider;
+pub struct OfflineProvider {
+    latency: std::time::Duration,
+}
+
+impl OfflineProvider {
+    /// A provider that waits `latency` before each answer (`OFFLINE_LATENCY_MS`): a stand-in
+    /// for a remote model's latency in load tests and drills. Zero by default.
+    pub fn with_latency(latency: std::time::Duration) -> Self {
+        Self { latency }
+    }
+}
 
 impl LlmProvider for OfflineProvider {
     fn name(&self) -> &str {
@@ -25,7 +35,13 @@ impl LlmProvider for OfflineProvider {
 
     fn complete(&self, request: LlmRequest) -> BoxFuture<'static, Result<LlmResponse, LlmError>> {
         let result = answer(&request);
-        Box::pin(async move { result })
+        let latency = self.latency;
+        Box::pin(async move {
+            if !latency.is_zero() {
+                tokio::time::sleep(latency).await;
+            }
+            result
+        })
     }
 }
 

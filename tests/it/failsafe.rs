@@ -13,7 +13,7 @@ use crate::support::*;
 #[tokio::test]
 async fn no_failure_path_auto_clears() {
     // The probe alert auto-clears when nothing fails...
-    let engine = engine_with(settings(), Arc::new(OfflineProvider)).await;
+    let engine = engine_with(settings(), Arc::new(OfflineProvider::default())).await;
     let d = engine.submit_json(&clean_alert("probe")).await.unwrap();
     assert_eq!(d.disposition, Disposition::AutoClear, "{d:?}");
     engine.shutdown().await;

@@ -16,7 +16,7 @@ fn patched(id: &str, f: impl FnOnce(&mut serde_json::Value)) -> String {
 
 #[tokio::test]
 async fn bad_input_names_the_field() {
-    let engine = engine_with(settings(), Arc::new(OfflineProvider)).await;
+    let engine = engine_with(settings(), Arc::new(OfflineProvider::default())).await;
     let cases: Vec<(String, &str)> = vec![
         (
             patched("b1", |v| {

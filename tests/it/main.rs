@@ -3,6 +3,7 @@
 mod support;
 
 mod admission;
+mod durability;
 mod failsafe;
 mod input;
 mod screening_eval;

@@ -114,6 +114,52 @@ impl TestDb {
         }
     }
 
+    /// A single integer, or `None` while the database or table does not exist yet.
+    pub async fn try_scalar(&self, sql: &str) -> Option<i64> {
+        let sql = sqlx::AssertSqlSafe(sql.to_string());
+        match self.kind {
+            Kind::Postgres => {
+                let mut c = sqlx::PgConnection::connect(&self.url).await.ok()?;
+                sqlx::query_scalar::<_, i64>(sql)
+                    .fetch_one(&mut c)
+                    .await
+                    .ok()
+            }
+            Kind::Sqlite => {
+                let path = self.url.trim_start_matches("sqlite:");
+                if !std::path::Path::new(path).exists() {
+                    return None;
+                }
+                let mut c = sqlx::SqliteConnection::connect(&self.url).await.ok()?;
+                sqlx::query_scalar::<_, i64>(sql)
+                    .fetch_one(&mut c)
+                    .await
+                    .ok()
+            }
+        }
+    }
+
+    /// Every text of a one-column query, on a fresh connection.
+    pub async fn texts(&self, sql: &str) -> Vec<String> {
+        let sql = sqlx::AssertSqlSafe(sql.to_string());
+        match self.kind {
+            Kind::Postgres => {
+                let mut c = sqlx::PgConnection::connect(&self.url).await.unwrap();
+                sqlx::query_scalar::<_, String>(sql)
+                    .fetch_all(&mut c)
+                    .await
+                    .unwrap()
+            }
+            Kind::Sqlite => {
+                let mut c = sqlx::SqliteConnection::connect(&self.url).await.unwrap();
+                sqlx::query_scalar::<_, String>(sql)
+                    .fetch_all(&mut c)
+                    .await
+                    .unwrap()
+            }
+        }
+    }
+
     /// A single optional text from plain SQL on a fresh connection.
     pub async fn text(&self, sql: &str) -> Option<String> {
         let sql = sqlx::AssertSqlSafe(sql.to_string());

@@ -123,7 +123,7 @@ impl LlmProvider for ScriptedProvider {
     fn complete(&self, request: LlmRequest) -> BoxFuture<'static, Result<LlmResponse, LlmError>> {
         let owner = self.0.clone();
         if request.agent != owner.agent {
-            return OfflineProvider.complete(request);
+            return OfflineProvider::default().complete(request);
         }
         let n = owner.calls.fetch_add(1, Ordering::SeqCst);
         let behaviour = owner
@@ -140,17 +140,17 @@ impl LlmProvider for ScriptedProvider {
                 done: false,
             };
             let result = match behaviour {
-                Behaviour::Answer => OfflineProvider.complete(request).await,
+                Behaviour::Answer => OfflineProvider::default().complete(request).await,
                 Behaviour::Panic => panic!("scripted provider panics"),
                 Behaviour::Fail(e) => Err(e),
                 Behaviour::Text(text) => {
-                    let mut r = OfflineProvider.complete(request).await?;
+                    let mut r = OfflineProvider::default().complete(request).await?;
                     r.text = text;
                     Ok(r)
                 }
                 Behaviour::Sleep(d) => {
                     tokio::time::sleep(d).await;
-                    OfflineProvider.complete(request).await
+                    OfflineProvider::default().complete(request).await
                 }
             };
             guard.done = true;
