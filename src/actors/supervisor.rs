@@ -43,7 +43,8 @@ use crate::messages::scoring::Score;
 use crate::messages::supervisor::{GetHealth, StopAgentOf, TriageAlert};
 use crate::messages::{AgentError, StepEnvelope, StepMeta, StepResult};
 use crate::store::{
-    AdmitOutcome, AlertRecord, AuditVersions, DecisionOutcome, DecisionRecord, StepRecord, Store,
+    AdmitOutcome, AlertRecord, AuditVersions, DecisionOutcome, DecisionRecord, PendingWrite,
+    StepRecord, Store,
 };
 
 /// Extra time the caller gives an agent beyond its own deadline before giving up on the
@@ -329,6 +330,7 @@ async fn run(shared: &Arc<Shared>, msg: TriageAlert) -> Result<Decision, TriageE
         contributions: Vec::new(),
         degraded: Vec::new(),
         reasons: Vec::new(),
+        pending_writes: Vec::new(),
     };
     let agents = shared.agents.clone();
     let t = shared.cfg.thresholds;
@@ -383,6 +385,7 @@ async fn run(shared: &Arc<Shared>, msg: TriageAlert) -> Result<Decision, TriageE
         )
         .await?;
 
+    p.journal_committed().await?;
     let decision = assemble(&p, &alert, &facts, &risk, &context, proposal, started, &t);
     let record = DecisionRecord {
         alert_id: decision.alert_id.clone(),
@@ -422,9 +425,18 @@ struct Progress {
     contributions: Vec<AgentContribution>,
     degraded: Vec<String>,
     reasons: Vec<String>,
+    pending_writes: Vec<PendingWrite>,
 }
 
 impl Progress {
+    /// Waits until every journal write queued so far has committed.
+    async fn journal_committed(&mut self) -> Result<(), TriageError> {
+        for w in self.pending_writes.drain(..) {
+            w.committed().await.map_err(store_error)?;
+        }
+        Ok(())
+    }
+
     fn versions(&self, facts: &EnrichmentFacts) -> AuditVersions {
         let mut v = self.shared.cfg.versions.clone();
         if !facts.list_versions.is_empty() {
@@ -490,11 +502,16 @@ impl Progress {
             versions: self.shared.cfg.versions.clone(),
         };
         self.input_hash = chain_hash(&self.input_hash, &record.output);
-        self.shared
+        // Queued, not awaited: the next step starts while this one commits (group commit
+        // pipelining). All are awaited before the decision is written; the writer's FIFO order
+        // means a journalled step is never missing behind a later one.
+        let pending = self
+            .shared
             .store
-            .append_step(record)
+            .enqueue_step(record)
             .await
             .map_err(store_error)?;
+        self.pending_writes.push(pending);
         if let Some(e) = &error {
             self.degraded.push(kind.as_str().to_string());
             self.reasons.push(format!(

@@ -104,6 +104,20 @@ struct Inner {
     committed_head: Arc<std::sync::Mutex<Option<ChainHead>>>,
 }
 
+/// A queued write; [`PendingWrite::committed`] resolves when its batch has committed.
+#[derive(Debug)]
+pub struct PendingWrite(oneshot::Receiver<Result<Reply, StoreError>>);
+
+impl PendingWrite {
+    /// Waits until the write is committed (or has failed).
+    pub async fn committed(self) -> Result<(), StoreError> {
+        match self.0.await.map_err(|_| StoreError::Closed)?? {
+            Reply::Done => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+}
+
 /// The store. Cheap to clone; all clones share one writer.
 #[derive(Clone)]
 pub struct Store {
@@ -250,10 +264,24 @@ impl Store {
     /// Journals a step and its audit entry, atomically. A second `completed` record for the
     /// same (alert, step) fails with [`StoreError::StepAlreadyCompleted`].
     pub async fn append_step(&self, step: StepRecord) -> Result<(), StoreError> {
-        match self.send(Op::Step(step)).await? {
-            Reply::Done => Ok(()),
-            other => Err(unexpected(other)),
-        }
+        self.enqueue_step(step).await?.committed().await
+    }
+
+    /// Queues a step for the writer and returns once it is queued, not committed: the caller
+    /// can go on and await [`PendingWrite::committed`] later. The writer is one FIFO queue, so
+    /// everything queued after this write by the same caller commits in the same batch or a
+    /// later one: a decision queued after its steps can never be durable without them.
+    pub async fn enqueue_step(&self, step: StepRecord) -> Result<PendingWrite, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.inner
+            .commands
+            .send(Command {
+                op: Op::Step(step),
+                reply,
+            })
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        Ok(PendingWrite(rx))
     }
 
     /// Stores the decision, its audit entry and the alert's new status, atomically; if the

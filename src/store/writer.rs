@@ -380,7 +380,8 @@ pub(crate) async fn apply_batch<T: WriteTx>(
             results[i] = Some(Ok(Reply::Done));
             pending[i] = Some(PendingEntry {
                 alert_id: Some(s.alert_id.clone()),
-                actor: "engine".into(),
+                // The agent that produced the step; its model and prompt are in the payload.
+                actor: format!("agent:{}", s.step),
                 action: "step".into(),
                 payload: step_payload(s),
                 versions: Some(s.versions.clone()),
