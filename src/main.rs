@@ -45,6 +45,28 @@ enum Command {
     Purge(DbArgs),
 }
 
+/// Where the reference data comes from.
+#[derive(clap::Args)]
+struct RefArgs {
+    /// Screening lists: a file or a folder searched for the formats it recognises.
+    #[arg(long)]
+    lists: Vec<PathBuf>,
+    /// FATF jurisdiction list (CSV).
+    #[arg(long)]
+    jurisdictions: Option<PathBuf>,
+}
+
+impl RefArgs {
+    fn apply(&self, settings: &mut Settings) {
+        if !self.lists.is_empty() {
+            settings.list_paths = self.lists.clone();
+        }
+        if let Some(j) = &self.jurisdictions {
+            settings.jurisdiction_path = Some(j.clone());
+        }
+    }
+}
+
 #[derive(clap::Args)]
 struct DbArgs {
     /// Database URL (overrides DATABASE_URL).
@@ -82,12 +104,8 @@ struct EvalArgs {
     /// Print the report as one JSON object on the last line of standard output.
     #[arg(long)]
     json: bool,
-    /// Screening lists: a file or a folder searched for the formats it recognises.
-    #[arg(long)]
-    lists: Vec<PathBuf>,
-    /// FATF jurisdiction list (CSV).
-    #[arg(long)]
-    jurisdictions: Option<PathBuf>,
+    #[command(flatten)]
+    refs: RefArgs,
     /// Database URL (default: memory, so earlier decisions are not reused).
     #[arg(long)]
     database_url: Option<String>,
@@ -100,12 +118,8 @@ struct TriageArgs {
     /// Write decisions here, one JSON object per line (default: standard output).
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Screening lists: a file or a folder searched for the formats it recognises.
-    #[arg(long)]
-    lists: Vec<PathBuf>,
-    /// FATF jurisdiction list (CSV).
-    #[arg(long)]
-    jurisdictions: Option<PathBuf>,
+    #[command(flatten)]
+    refs: RefArgs,
     /// Database URL (overrides DATABASE_URL).
     #[arg(long)]
     database_url: Option<String>,
@@ -153,12 +167,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     let mut settings = Settings::load(cli.config.as_deref())?;
     match cli.command {
         Command::Triage(args) => {
-            if !args.lists.is_empty() {
-                settings.list_paths = args.lists.clone();
-            }
-            if let Some(j) = &args.jurisdictions {
-                settings.jurisdiction_path = Some(j.clone());
-            }
+            args.refs.apply(&mut settings);
             if let Some(db) = &args.database_url {
                 settings.database_url = db.clone();
             }
@@ -168,12 +177,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             triage(settings, args, migrate).await
         }
         Command::Eval(args) => {
-            if !args.lists.is_empty() {
-                settings.list_paths = args.lists.clone();
-            }
-            if let Some(j) = &args.jurisdictions {
-                settings.jurisdiction_path = Some(j.clone());
-            }
+            args.refs.apply(&mut settings);
             settings.database_url = args.database_url.clone().unwrap_or_else(|| "memory".into());
             settings.validate()?;
             init_logging(&settings);

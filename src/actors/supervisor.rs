@@ -30,8 +30,8 @@ use crate::domain::AgentKind;
 use crate::domain::alert::{Alert, Priority};
 use crate::domain::context::{CaseContext, guidance, timeline};
 use crate::domain::decision::{AgentContribution, Decision, Disposition, RiskLevel};
-use crate::domain::enrichment::data_completeness;
-use crate::domain::facts::{EnrichmentFacts, Factor, ListKind, MatchClass, ScreeningHit};
+use crate::domain::enrichment::{data_completeness, unverifiable_claim};
+use crate::domain::facts::{EnrichmentFacts, Factor};
 use crate::domain::policy::{self, ScreeningSummary, Thresholds};
 use crate::domain::scoring::{RiskAssessment, assess};
 use crate::error::TriageError;
@@ -645,24 +645,7 @@ fn fallback_facts(alert: &Alert, e: &AgentError) -> EnrichmentFacts {
     let claims = alert
         .screening_matches()
         .iter()
-        .map(|m| ScreeningHit {
-            evidence_id: format!("screen:{}:{}", m.list, m.entry_id),
-            list: m.list.clone(),
-            list_version: None,
-            kind: if m.list.to_ascii_uppercase().contains("PEP") {
-                ListKind::Pep
-            } else {
-                ListKind::Sanctions
-            },
-            entry_id: m.entry_id.clone(),
-            matched_name: m.matched_name.clone(),
-            customer_name: alert.customer.name.clone(),
-            name_score: m.score,
-            score: m.score,
-            class: MatchClass::Unverifiable,
-            claimed_by_source: true,
-            explanation: vec!["enrichment failed: claim not verified".into()],
-        })
+        .map(|m| unverifiable_claim(alert, m, "enrichment failed: claim not verified".into()))
         .collect();
     EnrichmentFacts {
         unverifiable_claims: claims,

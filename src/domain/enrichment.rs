@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use super::alert::{Alert, EntityType};
+use super::alert::{Alert, EntityType, ScreeningMatch};
 use super::facts::{CustomerHistory, EnrichmentFacts, ListKind, MatchClass, ScreeningHit};
 use crate::jurisdiction::JurisdictionTable;
 use crate::screening::ScreeningLists;
@@ -48,23 +48,14 @@ pub fn enrich(alert: &Alert, refs: &ReferenceData, history: CustomerHistory) -> 
         let known = outcome.hits.iter().any(|h| h.evidence_id == id)
             || unverifiable.iter().any(|h| h.evidence_id == id);
         if !known {
-            unverifiable.push(ScreeningHit {
-                evidence_id: id,
-                list: m.list.clone(),
-                list_version: None,
-                kind: claimed_kind(&m.list, alert),
-                entry_id: m.entry_id.clone(),
-                matched_name: m.matched_name.clone(),
-                customer_name: alert.customer.name.clone(),
-                name_score: m.score,
-                score: m.score,
-                class: MatchClass::Unverifiable,
-                claimed_by_source: true,
-                explanation: vec![format!(
+            unverifiable.push(unverifiable_claim(
+                alert,
+                m,
+                format!(
                     "list {} is not loaded or has no entry {}: the claim cannot be verified",
                     m.list, m.entry_id
-                )],
-            });
+                ),
+            ));
         }
     }
     if !unverifiable.is_empty() {
@@ -83,6 +74,24 @@ pub fn enrich(alert: &Alert, refs: &ReferenceData, history: CustomerHistory) -> 
         list_versions: refs.versions(),
         data_completeness: data_completeness(alert),
         gaps,
+    }
+}
+
+/// A claimed screening match the engine could not verify, with why.
+pub fn unverifiable_claim(alert: &Alert, m: &ScreeningMatch, why: String) -> ScreeningHit {
+    ScreeningHit {
+        evidence_id: format!("screen:{}:{}", m.list, m.entry_id),
+        list: m.list.clone(),
+        list_version: None,
+        kind: claimed_kind(&m.list, alert),
+        entry_id: m.entry_id.clone(),
+        matched_name: m.matched_name.clone(),
+        customer_name: alert.customer.name.clone(),
+        name_score: m.score,
+        score: m.score,
+        class: MatchClass::Unverifiable,
+        claimed_by_source: true,
+        explanation: vec![why],
     }
 }
 

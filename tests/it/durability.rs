@@ -10,29 +10,8 @@ use std::time::{Duration, Instant};
 use aml_triage::domain::AgentKind;
 use aml_triage::{Engine, TriageError};
 
-use crate::store_support::{Kind, TestDb};
+use crate::store_support::{Kind, TestDb, on_both_backends};
 use crate::support::*;
-
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::Kind::Postgres).await
-                }
-            )*
-        }
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::Kind::Sqlite).await
-                }
-            )*
-        }
-    };
-}
 
 on_both_backends!(
     alert_is_persisted_before_work_starts,

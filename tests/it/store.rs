@@ -2,35 +2,15 @@
 
 use std::collections::HashSet;
 
-use crate::store_support::{Kind, TestDb, alert, completed, decision, full_write_set, step};
+use crate::store_support::{
+    Kind, TestDb, alert, completed, decision, full_write_set, on_both_backends, step,
+};
 use aml_triage::store::audit::sha256_hex;
 use aml_triage::store::{
     AdmitOutcome, DecisionOutcome, STEP_COMPLETED, STEP_DEGRADED, Store, StoreError, StoreOptions,
 };
 use chrono::{Duration, Utc};
 use serde_json::json;
-
-/// Generates `postgres::NAME` and `sqlite::NAME` for each scenario `NAME(kind)`.
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::Kind::Postgres).await
-                }
-            )*
-        }
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::Kind::Sqlite).await
-                }
-            )*
-        }
-    };
-}
 
 on_both_backends!(
     alert_is_persisted_before_work_starts,

@@ -307,3 +307,27 @@ pub async fn full_write_set(store: &Store, a: AlertRecord, disposition: &str) {
         .await
         .unwrap();
 }
+
+/// Generates, for each named `async fn NAME(kind: Kind)` in the calling module, a test
+/// `postgres::NAME` and a test `sqlite::NAME`.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Kind::Postgres).await
+                }
+            )*
+        }
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Kind::Sqlite).await
+                }
+            )*
+        }
+    };
+}
+pub(crate) use on_both_backends;
