@@ -39,7 +39,8 @@ use crate::domain::enrichment::ReferenceData;
 use crate::domain::policy::POLICY_VERSION;
 use crate::error::{StartError, TriageError};
 use crate::llm::LlmProvider;
-use crate::llm::offline::OfflineProvider;
+use crate::llm::check::Checker;
+use crate::llm::registry::ProviderRegistry;
 use crate::messages::supervisor::{StopAgentOf, TriageAlert};
 use crate::store::{AuditVersions, StepRecord, Store, StoreOptions};
 
@@ -96,8 +97,13 @@ impl EngineBuilder {
             Some(r) => r,
             None => ReferenceData::load(&settings).map_err(StartError::ReferenceData)?,
         };
-        let provider: Arc<dyn LlmProvider> =
-            self.provider.unwrap_or_else(|| Arc::new(OfflineProvider));
+        // An explicitly given provider serves every agent; otherwise each agent's provider
+        // comes from the configuration (offline by default).
+        let providers = match self.provider {
+            Some(p) => ProviderRegistry::uniform(p),
+            None => ProviderRegistry::from_settings(&settings)?,
+        };
+        let registry = providers.clone();
         let (tx, rx) = oneshot::channel();
         let thread_settings = settings.clone();
         let migrate = self.migrate;
@@ -105,7 +111,7 @@ impl EngineBuilder {
             .name("aml-triage-actors".into())
             .spawn(move || {
                 let system = actix_rt::System::new();
-                let built = system.block_on(build(thread_settings, migrate, refs, provider));
+                let built = system.block_on(build(thread_settings, migrate, refs, providers));
                 let ok = built.is_ok();
                 let _ = tx.send(built);
                 if ok {
@@ -141,6 +147,7 @@ impl EngineBuilder {
             system: parts.system,
             thread: std::sync::Mutex::new(Some(thread)),
             resumed: resume_rx,
+            providers: registry,
         })
     }
 }
@@ -156,7 +163,7 @@ async fn build(
     settings: Arc<Settings>,
     migrate: bool,
     refs: ReferenceData,
-    provider: Arc<dyn LlmProvider>,
+    providers: ProviderRegistry,
 ) -> Result<Parts, StartError> {
     let store = Arc::new(
         Store::connect(
@@ -212,7 +219,7 @@ async fn build(
         }),
     ));
     let arbiter = Arbiter::new().handle();
-    let (s, p) = (settings.clone(), provider.clone());
+    let (s, p) = (settings.clone(), providers.context.clone());
     let context = Arc::new(Slot::new(
         AgentKind::ContextBuilder,
         restart,
@@ -222,7 +229,7 @@ async fn build(
         }),
     ));
     let arbiter = Arbiter::new().handle();
-    let (s, p) = (settings.clone(), provider.clone());
+    let (s, p) = (settings.clone(), providers.decision.clone());
     let decision = Arc::new(Slot::new(
         AgentKind::DecisionMaker,
         restart,
@@ -236,6 +243,11 @@ async fn build(
         scoring,
         context,
         decision,
+        checker: Arc::new(Checker::new(
+            providers.supervisor.clone(),
+            settings.supervisor_model.clone(),
+            t,
+        )),
     });
     let cfg = PipelineConfig {
         thresholds: t,
@@ -374,6 +386,7 @@ pub struct Engine {
     system: actix::System,
     thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
     resumed: watch::Receiver<Option<ResumeReport>>,
+    providers: ProviderRegistry,
 }
 
 impl Engine {
@@ -475,6 +488,11 @@ impl Engine {
                 return ResumeReport::default();
             }
         }
+    }
+
+    /// The model providers and their circuit breakers (for readiness checks).
+    pub fn providers(&self) -> &ProviderRegistry {
+        &self.providers
     }
 
     /// The effective settings.
