@@ -5,6 +5,7 @@ mod support;
 mod admission;
 mod failsafe;
 mod input;
+mod llm;
 mod screening_eval;
 mod store;
 mod store_support;
