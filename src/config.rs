@@ -78,6 +78,19 @@ pub const KNOWN_KEYS: &[&str] = &[
     "JURISDICTION_PATH",
     "RETENTION_DAYS",
     "OFFLINE_LATENCY_MS",
+    "CONTEXT_BUILDER_PROVIDER",
+    "DECISION_MAKER_PROVIDER",
+    "SUPERVISOR_PROVIDER",
+    "ANTHROPIC_API_KEY",
+    "ANTHROPIC_BASE_URL",
+    "OPENAI_API_KEY",
+    "OPENAI_BASE_URL",
+    "OPENAI_RESPONSE_FORMAT",
+    "LLM_REQUEST_TIMEOUT_SECONDS",
+    "LLM_PII_MINIMISATION",
+    "LLM_PRICES",
+    "LLM_CIRCUIT_FAILURES",
+    "LLM_CIRCUIT_COOLDOWN_SECONDS",
 ];
 
 /// The engine's settings after merging and validation.
@@ -160,6 +173,34 @@ pub struct Settings {
     /// Simulated latency of the offline provider per call (load tests and drills); 0 by
     /// default.
     pub offline_latency_ms: u64,
+    /// Provider of the ContextBuilder's narrative: `offline`, `anthropic` or `openai`.
+    pub context_builder_provider: String,
+    /// Provider of the DecisionMaker's proposal.
+    pub decision_maker_provider: String,
+    /// Provider of the supervisor's second-model check.
+    pub supervisor_provider: String,
+    /// Anthropic API key (required when a provider is `anthropic`); never logged.
+    #[serde(default)]
+    pub anthropic_api_key: Option<crate::llm::secret::ApiKey>,
+    /// Anthropic API base URL.
+    pub anthropic_base_url: String,
+    /// OpenAI API key (required for api.openai.com; optional for local servers); never logged.
+    #[serde(default)]
+    pub openai_api_key: Option<crate::llm::secret::ApiKey>,
+    /// OpenAI-compatible API base URL, including `/v1`.
+    pub openai_base_url: String,
+    /// How JSON is requested: `json_object`, `json_schema` or `json_object_schema`.
+    pub openai_response_format: String,
+    /// Per-attempt timeout of one model call, inside the agent's own timeout.
+    pub llm_request_timeout_seconds: f64,
+    /// Pseudonymise personal data before it is sent to an external provider.
+    pub llm_pii_minimisation: bool,
+    /// Price table: `model:in_per_mtok:out_per_mtok,...` in US dollars.
+    pub llm_prices: String,
+    /// Consecutive provider failures that open its circuit.
+    pub llm_circuit_failures: u32,
+    /// How long an open circuit refuses calls before one probe is let through.
+    pub llm_circuit_cooldown_seconds: f64,
 }
 
 impl Default for Settings {
@@ -199,6 +240,19 @@ impl Default for Settings {
             jurisdiction_path: None,
             retention_days: 1825,
             offline_latency_ms: 0,
+            context_builder_provider: "offline".into(),
+            decision_maker_provider: "offline".into(),
+            supervisor_provider: "offline".into(),
+            anthropic_api_key: None,
+            anthropic_base_url: crate::llm::anthropic::DEFAULT_BASE_URL.into(),
+            openai_api_key: None,
+            openai_base_url: crate::llm::openai::DEFAULT_BASE_URL.into(),
+            openai_response_format: "json_object".into(),
+            llm_request_timeout_seconds: 30.0,
+            llm_pii_minimisation: true,
+            llm_prices: String::new(),
+            llm_circuit_failures: 5,
+            llm_circuit_cooldown_seconds: 30.0,
         }
     }
 }
@@ -411,7 +465,88 @@ impl Settings {
         if self.retention_days == 0 {
             return Err(bad("RETENTION_DAYS", "must be at least 1"));
         }
+        self.validate_llm()
+    }
+
+    /// The model-provider keys: names, URLs, prices, and the API key each chosen provider
+    /// needs. Messages never include a key's value.
+    fn validate_llm(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, message: String| ConfigError::Invalid {
+            key: key.into(),
+            message,
+        };
+        let providers = self.llm_providers();
+        for (key, p) in &providers {
+            if !matches!(*p, "offline" | "anthropic" | "openai") {
+                return Err(bad(
+                    key,
+                    format!("must be offline, anthropic or openai, got {p:?}"),
+                ));
+            }
+        }
+        let uses = |name: &str| providers.iter().find(|(_, p)| *p == name).map(|(k, _)| *k);
+        let blank =
+            |k: &Option<crate::llm::secret::ApiKey>| k.as_ref().is_none_or(|k| k.is_blank());
+        if let Some(by) = uses("anthropic")
+            && blank(&self.anthropic_api_key)
+        {
+            return Err(bad(
+                "ANTHROPIC_API_KEY",
+                format!("required because {by} is anthropic"),
+            ));
+        }
+        if let Some(by) = uses("openai")
+            && blank(&self.openai_api_key)
+            && self.openai_base_url.trim_end_matches('/') == crate::llm::openai::DEFAULT_BASE_URL
+        {
+            return Err(bad(
+                "OPENAI_API_KEY",
+                format!("required because {by} is openai at api.openai.com"),
+            ));
+        }
+        for (key, url) in [
+            ("ANTHROPIC_BASE_URL", &self.anthropic_base_url),
+            ("OPENAI_BASE_URL", &self.openai_base_url),
+        ] {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(bad(key, format!("must be an http(s) URL, got {url:?}")));
+            }
+        }
+        if crate::llm::openai::JsonMode::parse(&self.openai_response_format).is_none() {
+            return Err(bad(
+                "OPENAI_RESPONSE_FORMAT",
+                "must be json_object, json_schema or json_object_schema".into(),
+            ));
+        }
+        let t = self.llm_request_timeout_seconds;
+        if !(t.is_finite() && t > 0.0 && t <= 3600.0) {
+            return Err(bad(
+                "LLM_REQUEST_TIMEOUT_SECONDS",
+                format!("must be a number of seconds in (0, 3600], got {t}"),
+            ));
+        }
+        crate::llm::pricing::PriceTable::parse(&self.llm_prices)
+            .map_err(|m| bad("LLM_PRICES", m))?;
+        if self.llm_circuit_failures == 0 {
+            return Err(bad("LLM_CIRCUIT_FAILURES", "must be at least 1".into()));
+        }
+        let c = self.llm_circuit_cooldown_seconds;
+        if !(c.is_finite() && c > 0.0 && c <= 86_400.0) {
+            return Err(bad(
+                "LLM_CIRCUIT_COOLDOWN_SECONDS",
+                format!("must be a number of seconds in (0, 86400], got {c}"),
+            ));
+        }
         Ok(())
+    }
+
+    /// The provider key and value of each model-backed agent.
+    pub fn llm_providers(&self) -> [(&'static str, &str); 3] {
+        [
+            ("CONTEXT_BUILDER_PROVIDER", &self.context_builder_provider),
+            ("DECISION_MAKER_PROVIDER", &self.decision_maker_provider),
+            ("SUPERVISOR_PROVIDER", &self.supervisor_provider),
+        ]
     }
 
     /// Per-attempt timeout of `agent`: its override, else `AGENT_TIMEOUT_SECONDS`.
@@ -420,7 +555,9 @@ impl Settings {
             AgentKind::DataEnrichment => self.data_enrichment_timeout_seconds,
             AgentKind::RiskScoring => self.risk_scoring_timeout_seconds,
             AgentKind::ContextBuilder => self.context_builder_timeout_seconds,
-            AgentKind::DecisionMaker => self.decision_maker_timeout_seconds,
+            AgentKind::DecisionMaker | AgentKind::SupervisorCheck => {
+                self.decision_maker_timeout_seconds
+            }
         };
         Duration::from_secs_f64(o.unwrap_or(self.agent_timeout_seconds))
     }
@@ -432,6 +569,7 @@ impl Settings {
             AgentKind::RiskScoring => &self.risk_scoring_model,
             AgentKind::ContextBuilder => &self.context_builder_model,
             AgentKind::DecisionMaker => &self.decision_maker_model,
+            AgentKind::SupervisorCheck => &self.supervisor_model,
         }
     }
 
@@ -447,6 +585,7 @@ impl Settings {
             "models": [&self.data_enrichment_model, &self.risk_scoring_model,
                        &self.context_builder_model, &self.decision_maker_model,
                        &self.supervisor_model],
+            "providers": self.llm_providers().map(|(_, p)| p),
             "max_retries": self.max_retries,
         });
         let digest = Sha256::digest(relevant.to_string().as_bytes());

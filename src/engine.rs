@@ -39,7 +39,8 @@ use crate::domain::enrichment::ReferenceData;
 use crate::domain::policy::POLICY_VERSION;
 use crate::error::{StartError, TriageError};
 use crate::llm::LlmProvider;
-use crate::llm::offline::OfflineProvider;
+use crate::llm::check::Checker;
+use crate::llm::registry::ProviderRegistry;
 use crate::messages::supervisor::{StopAgentOf, TriageAlert};
 use crate::store::{AuditVersions, StepRecord, Store, StoreOptions};
 
@@ -96,11 +97,13 @@ impl EngineBuilder {
             Some(r) => r,
             None => ReferenceData::load(&settings).map_err(StartError::ReferenceData)?,
         };
-        let provider: Arc<dyn LlmProvider> = self.provider.unwrap_or_else(|| {
-            Arc::new(OfflineProvider::with_latency(Duration::from_millis(
-                settings.offline_latency_ms,
-            )))
-        });
+        // An explicitly given provider serves every agent; otherwise each agent's provider
+        // comes from the configuration (offline by default).
+        let providers = match self.provider {
+            Some(p) => ProviderRegistry::uniform(p),
+            None => ProviderRegistry::from_settings(&settings)?,
+        };
+        let registry = providers.clone();
         let (tx, rx) = oneshot::channel();
         let thread_settings = settings.clone();
         let (store, store_runtime) = open_store(&settings, self.migrate).await?;
@@ -109,7 +112,7 @@ impl EngineBuilder {
             .name("aml-triage-actors".into())
             .spawn(move || {
                 let system = actix_rt::System::new();
-                let built = system.block_on(build(thread_settings, thread_store, refs, provider));
+                let built = system.block_on(build(thread_settings, thread_store, refs, providers));
                 let ok = built.is_ok();
                 let _ = tx.send(built);
                 if ok {
@@ -146,6 +149,7 @@ impl EngineBuilder {
             system: parts.system,
             thread: std::sync::Mutex::new(Some(thread)),
             resumed: resume_rx,
+            providers: registry,
         })
     }
 }
@@ -201,7 +205,7 @@ async fn build(
     settings: Arc<Settings>,
     store: Arc<Store>,
     refs: ReferenceData,
-    provider: Arc<dyn LlmProvider>,
+    providers: ProviderRegistry,
 ) -> Result<Parts, StartError> {
     let restart = RestartPolicy {
         max_restarts: settings.restart_max,
@@ -242,7 +246,7 @@ async fn build(
         }),
     ));
     let arbiter = Arbiter::new().handle();
-    let (s, p) = (settings.clone(), provider.clone());
+    let (s, p) = (settings.clone(), providers.context.clone());
     let context = Arc::new(Slot::new(
         AgentKind::ContextBuilder,
         restart,
@@ -252,7 +256,7 @@ async fn build(
         }),
     ));
     let arbiter = Arbiter::new().handle();
-    let (s, p) = (settings.clone(), provider.clone());
+    let (s, p) = (settings.clone(), providers.decision.clone());
     let decision = Arc::new(Slot::new(
         AgentKind::DecisionMaker,
         restart,
@@ -266,6 +270,11 @@ async fn build(
         scoring,
         context,
         decision,
+        checker: Arc::new(Checker::new(
+            providers.supervisor.clone(),
+            settings.supervisor_model.clone(),
+            t,
+        )),
     });
     let cfg = PipelineConfig {
         thresholds: t,
@@ -405,6 +414,7 @@ pub struct Engine {
     system: actix::System,
     thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
     resumed: watch::Receiver<Option<ResumeReport>>,
+    providers: ProviderRegistry,
 }
 
 impl Engine {
@@ -508,6 +518,11 @@ impl Engine {
         }
     }
 
+    /// The model providers and their circuit breakers (for readiness checks).
+    pub fn providers(&self) -> &ProviderRegistry {
+        &self.providers
+    }
+
     /// The effective settings.
     pub fn settings(&self) -> &Settings {
         &self.settings
@@ -558,6 +573,5 @@ impl Drop for Engine {
         if self.thread.lock().map(|t| t.is_some()).unwrap_or(false) {
             self.system.stop();
         }
-
     }
 }

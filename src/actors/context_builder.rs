@@ -8,8 +8,15 @@ use actix::{Actor, Context, Handler, ResponseActFuture};
 use super::agent::{guarded, stoppable};
 use crate::domain::AgentKind;
 use crate::domain::context::{CaseContext, guidance, timeline};
-use crate::llm::prompts::{CONTEXT_BUILDER, fence_untrusted};
-use crate::llm::{LlmProvider, LlmRequest, LlmTask};
+use serde::Deserialize;
+
+use super::decision_maker::citable_ids;
+use crate::llm::pii::sensitive_of;
+use crate::llm::prompts::{
+    CONTEXT_BUILDER, fence_json_strings, fence_untrusted, untrusted_strings,
+};
+use crate::llm::structured::{check_citations, complete_validated, extract_json};
+use crate::llm::{LlmError, LlmProvider, LlmRequest, LlmTask};
 use crate::messages::context::BuildContext;
 use crate::messages::{StepMeta, StepReply, StepResult};
 
@@ -44,6 +51,38 @@ impl Actor for ContextBuilder {
 
 stoppable!(ContextBuilder);
 
+/// The narrative a model must answer with.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ModelNarrative {
+    narrative: String,
+    #[serde(default)]
+    cited_evidence: Vec<String>,
+}
+
+fn narrative_schema() -> serde_json::Value {
+    serde_json::json!({
+        "type": "object",
+        "properties": {
+            "narrative": {"type": "string"},
+            "cited_evidence": {"type": "array", "items": {"type": "string"}}
+        },
+        "required": ["narrative", "cited_evidence"]
+    })
+}
+
+/// Parses and validates a narrative: JSON of the schema, non-empty, citing only evidence that
+/// exists, and citing at least one.
+fn parse_narrative(text: &str, citable: &[String]) -> Result<String, LlmError> {
+    let n: ModelNarrative = serde_json::from_str(extract_json(text))
+        .map_err(|e| LlmError::Malformed(format!("narrative is not the expected JSON: {e}")))?;
+    if n.narrative.trim().is_empty() {
+        return Err(LlmError::Malformed("empty narrative".into()));
+    }
+    check_citations(&n.narrative, &n.cited_evidence, citable)?;
+    Ok(n.narrative)
+}
+
 impl Handler<BuildContext> for ContextBuilder {
     type Result = ResponseActFuture<Self, StepResult<CaseContext>>;
 
@@ -55,7 +94,9 @@ impl Handler<BuildContext> for ContextBuilder {
         let risk = msg.risk;
         let work = async move {
             let events = timeline(&alert);
+            let citable = citable_ids(&facts, &risk);
             let prompt = if provider.needs_prompt() {
+                let untrusted_values = untrusted_strings(&alert);
                 let untrusted: Vec<String> = std::iter::once(&alert.customer.name)
                     .chain(&alert.customer.aliases)
                     .map(|s| fence_untrusted(s))
@@ -66,11 +107,22 @@ impl Handler<BuildContext> for ContextBuilder {
                     }))
                     .collect();
                 format!(
-                    "FACTS:\n{}\nRISK:\n{}\nTIMELINE:\n{}\nALERT TEXT (data only):\n{}",
-                    serde_json::to_string(&*facts).unwrap_or_default(),
-                    serde_json::to_string(&*risk).unwrap_or_default(),
-                    serde_json::to_string(&events).unwrap_or_default(),
-                    untrusted.join("\n")
+                    "FACTS:\n{}\nRISK:\n{}\nTIMELINE:\n{}\nCITABLE EVIDENCE IDS: {}\nALERT TEXT (data only):\n{}\nANSWER SCHEMA:\n{}",
+                    fence_json_strings(
+                        &serde_json::to_string(&*facts).unwrap_or_default(),
+                        &untrusted_values
+                    ),
+                    fence_json_strings(
+                        &serde_json::to_string(&*risk).unwrap_or_default(),
+                        &untrusted_values
+                    ),
+                    fence_json_strings(
+                        &serde_json::to_string(&events).unwrap_or_default(),
+                        &untrusted_values
+                    ),
+                    citable.join(", "),
+                    untrusted.join("\n"),
+                    narrative_schema(),
                 )
             } else {
                 String::new()
@@ -87,25 +139,48 @@ impl Handler<BuildContext> for ContextBuilder {
                     timeline: events.clone(),
                 },
                 max_tokens: NARRATIVE_MAX_TOKENS,
+                schema: Some(narrative_schema()),
+                sensitive: sensitive_of(&alert),
             };
-            let response = provider.complete(request).await?;
+            let out =
+                complete_validated(&provider, request, |t| parse_narrative(t, &citable)).await?;
             Ok(StepReply {
                 output: CaseContext {
                     guidance: guidance(&facts, &risk),
                     timeline: events,
-                    narrative: response.text,
+                    narrative: out.value,
                 },
                 meta: StepMeta {
-                    provider: response.provider,
-                    model: response.model,
-                    prompt_version: CONTEXT_BUILDER.version.clone(),
-                    tokens_in: response.tokens_in,
-                    tokens_out: response.tokens_out,
-                    cost_usd: response.cost_usd,
-                    notes: vec![],
+                    provider: out.provider,
+                    model: out.model,
+                    prompt_version: out.prompt_version,
+                    tokens_in: out.tokens_in,
+                    tokens_out: out.tokens_out,
+                    cost_usd: out.cost_usd,
+                    notes: out.repairs,
                 },
             })
         };
         guarded(self, AgentKind::ContextBuilder, &msg.env, work)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn narrative_must_cite_existing_evidence() {
+        let citable = vec!["alert".to_string(), "tx:T1".to_string()];
+        let ok = r#"{"narrative":"Fan-in [tx:T1].","cited_evidence":["tx:T1"]}"#;
+        assert_eq!(parse_narrative(ok, &citable).unwrap(), "Fan-in [tx:T1].");
+        for bad in [
+            r#"{"narrative":"Fan-in.","cited_evidence":[]}"#,
+            r#"{"narrative":"Fan-in [tx:T9].","cited_evidence":[]}"#,
+            r#"{"narrative":"","cited_evidence":[]}"#,
+            "plain prose [tx:T1]",
+        ] {
+            assert!(parse_narrative(bad, &citable).is_err(), "{bad}");
+        }
     }
 }

@@ -15,7 +15,9 @@ use crate::domain::decision::Disposition;
 use crate::domain::facts::EnrichmentFacts;
 use crate::domain::policy::{self, PolicyInput, PolicyOutcome, ScreeningSummary, Thresholds};
 use crate::domain::scoring::{RiskAssessment, confidence};
-use crate::llm::prompts::DECISION_MAKER;
+use crate::llm::pii::sensitive_of;
+use crate::llm::prompts::{DECISION_MAKER, fence_json_strings, fence_untrusted, untrusted_strings};
+use crate::llm::structured::{check_citations, complete_validated, extract_json};
 use crate::llm::{LlmError, LlmProvider, LlmRequest, LlmTask};
 use crate::messages::decision::{Decide, DecisionProposal};
 use crate::messages::{AgentError, StepMeta, StepReply, StepResult};
@@ -109,29 +111,34 @@ struct ModelProposal {
     cited_evidence: Vec<String>,
 }
 
-/// Parses and validates a model's proposal: known disposition, confidence in 0..=1, and only
-/// citations of evidence that exists.
+fn proposal_schema() -> serde_json::Value {
+    serde_json::json!({
+        "type": "object",
+        "properties": {
+            "disposition": {"type": "string", "enum": Disposition::ALL.map(Disposition::as_str)},
+            "confidence": {"type": "number", "minimum": 0, "maximum": 1},
+            "rationale": {"type": "string"},
+            "cited_evidence": {"type": "array", "items": {"type": "string"}}
+        },
+        "required": ["disposition", "confidence", "rationale", "cited_evidence"]
+    })
+}
+
+/// Parses and validates a model's proposal: known disposition, confidence in 0..=1, a
+/// rationale that cites evidence, and only citations of evidence that exists.
 fn parse_proposal(
     text: &str,
     citable: &[String],
 ) -> Result<(Disposition, f64, String, Vec<String>), LlmError> {
-    let p: ModelProposal = serde_json::from_str(text.trim())
+    let p: ModelProposal = serde_json::from_str(extract_json(text))
         .map_err(|e| LlmError::Malformed(format!("proposal is not the expected JSON: {e}")))?;
     let d = Disposition::parse(&p.disposition)
         .ok_or_else(|| LlmError::Malformed(format!("unknown disposition {:?}", p.disposition)))?;
     if !(p.confidence.is_finite() && (0.0..=1.0).contains(&p.confidence)) {
         return Err(LlmError::Malformed("confidence outside 0..1".into()));
     }
-    if let Some(bad) = p
-        .cited_evidence
-        .iter()
-        .find(|id| citable.binary_search(id).is_err())
-    {
-        return Err(LlmError::Malformed(format!(
-            "cites evidence that does not exist: {bad:?}"
-        )));
-    }
-    Ok((d, p.confidence, p.rationale, p.cited_evidence))
+    let cited = check_citations(&p.rationale, &p.cited_evidence, citable)?;
+    Ok((d, p.confidence, p.rationale, cited))
 }
 
 impl Handler<Decide> for DecisionMaker {
@@ -147,12 +154,29 @@ impl Handler<Decide> for DecisionMaker {
             let (floor, evidence_conf) = policy_floor(&alert, &facts, &risk, &degraded, &t);
             let citable = citable_ids(&facts, &risk);
             let prompt = if provider.needs_prompt() {
+                let untrusted = untrusted_strings(&alert);
                 format!(
-                    "POLICY FLOOR: {}\nPOLICY REASONS: {}\nRISK:\n{}\nFACTS:\n{}",
+                    "POLICY FLOOR: {}\nPOLICY REASONS: {}\nRISK:\n{}\nFACTS:\n{}\nCITABLE EVIDENCE IDS: {}\nALERT TEXT (data only):\n{}\nANSWER SCHEMA:\n{}",
                     floor.disposition,
-                    floor.reasons.join("; "),
-                    serde_json::to_string(&*risk).unwrap_or_default(),
-                    serde_json::to_string(&*facts).unwrap_or_default(),
+                    fence_json_strings(
+                        &serde_json::to_string(&floor.reasons).unwrap_or_default(),
+                        &untrusted
+                    ),
+                    fence_json_strings(
+                        &serde_json::to_string(&*risk).unwrap_or_default(),
+                        &untrusted
+                    ),
+                    fence_json_strings(
+                        &serde_json::to_string(&*facts).unwrap_or_default(),
+                        &untrusted
+                    ),
+                    citable.join(", "),
+                    untrusted
+                        .iter()
+                        .map(|u| fence_untrusted(u))
+                        .collect::<Vec<_>>()
+                        .join("\n"),
+                    proposal_schema(),
                 )
             } else {
                 String::new()
@@ -170,10 +194,13 @@ impl Handler<Decide> for DecisionMaker {
                     evidence_ids: cited_evidence(&risk),
                 },
                 max_tokens: PROPOSAL_MAX_TOKENS,
+                schema: Some(proposal_schema()),
+                sensitive: sensitive_of(&alert),
             };
-            let response = provider.complete(request).await?;
-            let (proposed, model_conf, rationale, cited) =
-                parse_proposal(&response.text, &citable).map_err(AgentError::Llm)?;
+            let out = complete_validated(&provider, request, |t| parse_proposal(t, &citable))
+                .await
+                .map_err(AgentError::Llm)?;
+            let (proposed, model_conf, rationale, cited) = out.value;
             let confidence = evidence_conf.min(model_conf);
             let disposition = policy::bound(floor.disposition, proposed, confidence, &t);
             Ok(StepReply {
@@ -186,13 +213,13 @@ impl Handler<Decide> for DecisionMaker {
                     model_disposition: Some(proposed),
                 },
                 meta: StepMeta {
-                    provider: response.provider,
-                    model: response.model,
-                    prompt_version: DECISION_MAKER.version.clone(),
-                    tokens_in: response.tokens_in,
-                    tokens_out: response.tokens_out,
-                    cost_usd: response.cost_usd,
-                    notes: vec![],
+                    provider: out.provider,
+                    model: out.model,
+                    prompt_version: out.prompt_version,
+                    tokens_in: out.tokens_in,
+                    tokens_out: out.tokens_out,
+                    cost_usd: out.cost_usd,
+                    notes: out.repairs,
                 },
             })
         };
@@ -209,6 +236,9 @@ mod tests {
         let citable = vec!["alert".to_string(), "tx:T1".to_string()];
         let ok = r#"{"disposition":"ESCALATE_L2","confidence":0.8,"rationale":"x [tx:T1]","cited_evidence":["tx:T1"]}"#;
         assert!(parse_proposal(ok, &citable).is_ok());
+        let uncited =
+            r#"{"disposition":"ESCALATE_L2","confidence":0.8,"rationale":"x","cited_evidence":[]}"#;
+        assert!(parse_proposal(uncited, &citable).is_err());
         let bad = r#"{"disposition":"ESCALATE_L2","confidence":0.8,"rationale":"x","cited_evidence":["tx:T9"]}"#;
         assert!(matches!(
             parse_proposal(bad, &citable),

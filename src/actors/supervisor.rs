@@ -35,6 +35,8 @@ use crate::domain::facts::{EnrichmentFacts, Factor};
 use crate::domain::policy::{self, ScreeningSummary, Thresholds};
 use crate::domain::scoring::{RiskAssessment, assess};
 use crate::error::TriageError;
+use crate::llm::LlmError;
+use crate::llm::check::{self, CheckVerdict, Checker};
 use crate::messages::context::BuildContext;
 use crate::messages::control::StopAgent;
 use crate::messages::decision::{Decide, DecisionProposal};
@@ -64,6 +66,8 @@ pub struct Agents {
     pub context: Arc<Slot<ContextBuilder>>,
     /// DecisionMaker.
     pub decision: Arc<Slot<DecisionMaker>>,
+    /// The supervisor's second-model check of each decision (run by the supervisor itself).
+    pub checker: Arc<Checker>,
 }
 
 impl Agents {
@@ -102,7 +106,10 @@ pub struct PipelineConfig {
 
 impl PipelineConfig {
     fn timeout(&self, kind: AgentKind) -> Duration {
-        self.timeouts[kind as usize]
+        // The supervisor check is not one of the four agents: it runs under the
+        // DecisionMaker's timeout.
+        let i = (kind as usize).min(AgentKind::DecisionMaker as usize);
+        self.timeouts[i]
     }
 }
 
@@ -173,6 +180,8 @@ impl Handler<StopAgentOf> for Supervisor {
                 AgentKind::RiskScoring => stop(&agents.scoring).await,
                 AgentKind::ContextBuilder => stop(&agents.context).await,
                 AgentKind::DecisionMaker => stop(&agents.decision).await,
+                // Not an actor: nothing to stop.
+                AgentKind::SupervisorCheck => Ok(()),
             };
             if let Err(e) = sent {
                 tracing::warn!(agent = %msg.0, error = %e, "stop request not delivered");
@@ -384,6 +393,8 @@ async fn run(shared: &Arc<Shared>, msg: TriageAlert) -> Result<Decision, TriageE
             |e| fallback_proposal(&alert, &facts, &risk, &degraded_before, &t, e),
         )
         .await?;
+    let verdict = p.check_step(&facts, &risk, &proposal).await?;
+    let proposal = check::apply(proposal, &verdict);
 
     p.journal_committed().await?;
     let decision = assemble(&p, &alert, &facts, &risk, &context, proposal, started, &t);
@@ -570,6 +581,137 @@ impl Progress {
         });
         self.input_hash = chain_hash(&self.input_hash, &rec.output);
         Some(output)
+    }
+}
+
+impl Progress {
+    /// The supervisor check (`SUPERVISOR_MODEL`) of the finished proposal: journalled as the
+    /// `supervisor_check` step, retried like a step, and on failure a verdict that escalates
+    /// (the step is marked degraded, so nothing can auto-clear).
+    async fn check_step(
+        &mut self,
+        facts: &EnrichmentFacts,
+        risk: &RiskAssessment,
+        proposal: &DecisionProposal,
+    ) -> Result<CheckVerdict, TriageError> {
+        let kind = AgentKind::SupervisorCheck;
+        if let Some(done) = self.take_from_journal::<CheckVerdict>(kind) {
+            return Ok(done);
+        }
+        let checker = self.shared.agents.checker.clone();
+        let (timeout, retry) = (self.shared.cfg.timeout(kind), self.shared.cfg.retry);
+        let citable = citable_ids(facts, risk);
+        let started = Instant::now();
+        let mut attempt = 0u32;
+        let outcome = loop {
+            attempt += 1;
+            let check = checker.check(&self.alert, facts, risk, proposal, &citable);
+            // Dropping the check on timeout cancels its model call.
+            let r = tokio::time::timeout(timeout, check)
+                .await
+                .unwrap_or(Err(LlmError::Timeout));
+            match r {
+                Err(e) if e.is_retryable() && attempt <= retry.max_retries => {
+                    tokio::time::sleep(retry.delay(attempt, e.retry_after())).await;
+                }
+                other => break other,
+            }
+        };
+        let latency_ms = started.elapsed().as_millis() as u64;
+        let (verdict, meta, error) = match outcome {
+            Ok(o) => (
+                o.value,
+                StepMeta {
+                    provider: o.provider,
+                    model: o.model,
+                    prompt_version: o.prompt_version,
+                    tokens_in: o.tokens_in,
+                    tokens_out: o.tokens_out,
+                    cost_usd: o.cost_usd,
+                    notes: o.repairs,
+                },
+                None,
+            ),
+            Err(e) => {
+                let e = AgentError::Llm(e);
+                tracing::warn!(agent = %kind, error = %e, attempts = attempt, "supervisor check failed: escalating");
+                let meta = StepMeta {
+                    provider: DETERMINISTIC.into(),
+                    model: "fallback".into(),
+                    ..Default::default()
+                };
+                (
+                    CheckVerdict::failed(&e.to_string()),
+                    meta,
+                    Some(e.to_string()),
+                )
+            }
+        };
+        self.record_step(kind, &verdict, meta, attempt, latency_ms, error)
+            .await?;
+        Ok(verdict)
+    }
+
+    /// Journals a step the supervisor ran itself and adds its contribution.
+    async fn record_step<O: Serialize>(
+        &mut self,
+        kind: AgentKind,
+        output: &O,
+        meta: StepMeta,
+        attempts: u32,
+        latency_ms: u64,
+        error: Option<String>,
+    ) -> Result<(), TriageError> {
+        let value = serde_json::to_value(output).map_err(store_error)?;
+        let record = StepRecord {
+            alert_id: self.alert.alert_id.clone(),
+            step: kind.as_str().to_string(),
+            attempt: attempts,
+            status: if error.is_some() {
+                "degraded"
+            } else {
+                "completed"
+            }
+            .to_string(),
+            input_hash: self.input_hash.clone(),
+            output: value,
+            provider: meta.provider.clone(),
+            model: meta.model.clone(),
+            prompt_version: meta.prompt_version.clone(),
+            tokens_in: meta.tokens_in,
+            tokens_out: meta.tokens_out,
+            cost_usd: meta.cost_usd,
+            latency_ms,
+            error: error.clone(),
+            versions: self.shared.cfg.versions.clone(),
+        };
+        self.input_hash = chain_hash(&self.input_hash, &record.output);
+        self.shared
+            .store
+            .append_step(record)
+            .await
+            .map_err(store_error)?;
+        if let Some(e) = &error {
+            self.degraded.push(kind.as_str().to_string());
+            self.reasons.push(format!(
+                "{kind}: {e} after {attempts} attempt(s); deterministic fallback used"
+            ));
+        }
+        self.contributions.push(AgentContribution {
+            agent: kind,
+            provider: meta.provider,
+            model: meta.model,
+            prompt_version: meta.prompt_version,
+            latency_ms,
+            attempts,
+            tokens_in: meta.tokens_in,
+            tokens_out: meta.tokens_out,
+            cost_usd: meta.cost_usd,
+            degraded: error.is_some(),
+            note: error,
+            resumed: false,
+        });
+        Ok(())
     }
 }
 
@@ -789,6 +931,12 @@ fn assemble(
         ),
         sar_filing_deadline,
         narrative: context.narrative.clone(),
+        total_tokens: p
+            .contributions
+            .iter()
+            .map(|c| c.tokens_in + c.tokens_out)
+            .sum(),
+        total_cost_usd: p.contributions.iter().map(|c| c.cost_usd).sum(),
         agents: p.contributions.clone(),
         degraded: !p.degraded.is_empty(),
         degradation_reasons: p.reasons.clone(),

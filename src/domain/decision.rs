@@ -150,6 +150,12 @@ pub struct Decision {
     pub narrative: String,
     /// Per-agent contributions.
     pub agents: Vec<AgentContribution>,
+    /// Tokens (in + out) over every model call of the decision.
+    #[serde(default)]
+    pub total_tokens: u64,
+    /// Cost in US dollars over every model call of the decision (from the price table).
+    #[serde(default)]
+    pub total_cost_usd: f64,
     /// Whether any step degraded; when true the reasons say which and why.
     pub degraded: bool,
     /// Why the decision took a degraded path.

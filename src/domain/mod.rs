@@ -23,6 +23,9 @@ pub enum AgentKind {
     ContextBuilder,
     /// Disposition, confidence and rationale, bounded by policy.
     DecisionMaker,
+    /// The supervisor's second-model check of the finished decision. Not an actor and not in
+    /// [`AgentKind::ALL`]: a step the supervisor runs itself after the DecisionMaker.
+    SupervisorCheck,
 }
 
 impl AgentKind {
@@ -41,12 +44,16 @@ impl AgentKind {
             AgentKind::RiskScoring => "risk_scoring",
             AgentKind::ContextBuilder => "context_builder",
             AgentKind::DecisionMaker => "decision_maker",
+            AgentKind::SupervisorCheck => "supervisor_check",
         }
     }
 
     /// Parses a step name.
     pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|k| k.as_str() == name)
+        Self::ALL
+            .into_iter()
+            .chain([AgentKind::SupervisorCheck])
+            .find(|k| k.as_str() == name)
     }
 }
 

@@ -4,8 +4,17 @@
 //! structured facts, so the engine runs with no API key and the same input always gives the
 //! same output. Every response records the provider, model and prompt version that made it.
 
+pub mod anthropic;
+pub mod check;
+pub mod http;
 pub mod offline;
+pub mod openai;
+pub mod pii;
+pub mod pricing;
 pub mod prompts;
+pub mod registry;
+pub mod secret;
+pub mod structured;
 
 use std::time::Duration;
 
@@ -42,6 +51,11 @@ pub enum LlmTask {
         /// Evidence ids the proposal may cite.
         evidence_ids: Vec<String>,
     },
+    /// The supervisor's second look at a finished decision.
+    Check {
+        /// What the deterministic consistency check found (empty: consistent).
+        findings: Vec<String>,
+    },
 }
 
 /// One request to a provider.
@@ -61,6 +75,10 @@ pub struct LlmRequest {
     pub task: LlmTask,
     /// Output limit.
     pub max_tokens: u32,
+    /// JSON schema of the expected answer, for providers with a structured-output mode.
+    pub schema: Option<serde_json::Value>,
+    /// Personal data in the prompt, pseudonymised before an external provider sees it.
+    pub sensitive: Vec<pii::Sensitive>,
 }
 
 /// One response.

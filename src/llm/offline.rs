@@ -55,7 +55,7 @@ fn answer(request: &LlmRequest) -> Result<LlmResponse, LlmError> {
             let mut s = String::new();
             let _ = write!(
                 s,
-                "Risk score {:.1} ({:?}) from {} factor(s).",
+                "Risk score {:.1} ({:?}) from {} factor(s) [alert].",
                 risk.score,
                 risk.level,
                 risk.factors.iter().filter(|f| f.points != 0.0).count()
@@ -97,7 +97,16 @@ fn answer(request: &LlmRequest) -> Result<LlmResponse, LlmError> {
             for g in &facts.gaps {
                 let _ = write!(s, " Gap: {g}.");
             }
-            s
+            let cited = crate::llm::structured::bracketed(&s)
+                .into_iter()
+                .filter(|id| id == "alert" || id.contains(':'))
+                .fold(Vec::<String>::new(), |mut v, id| {
+                    if !v.contains(&id) {
+                        v.push(id);
+                    }
+                    v
+                });
+            serde_json::json!({"narrative": s, "cited_evidence": cited}).to_string()
         }
         LlmTask::Decision {
             floor,
@@ -105,7 +114,12 @@ fn answer(request: &LlmRequest) -> Result<LlmResponse, LlmError> {
             reasons,
             evidence_ids,
         } => {
-            let cited: Vec<&String> = evidence_ids.iter().take(8).collect();
+            let alert = "alert".to_string();
+            let mut cited: Vec<&String> = evidence_ids.iter().take(8).collect();
+            // A rationale always cites something: with no factor evidence, the alert itself.
+            if cited.is_empty() {
+                cited.push(&alert);
+            }
             let cites = cited
                 .iter()
                 .map(|e| format!("[{e}]"))
@@ -124,6 +138,13 @@ fn answer(request: &LlmRequest) -> Result<LlmResponse, LlmError> {
             })
             .to_string()
         }
+        LlmTask::Check { findings } => serde_json::json!({
+            "consistent": findings.is_empty(),
+            "escalate_to": null,
+            "confidence": null,
+            "findings": findings,
+        })
+        .to_string(),
     };
     Ok(LlmResponse {
         tokens_in: (request.system.len() + request.prompt.len()) as u64 / 4,

@@ -222,7 +222,8 @@ async fn crash_mid_alert_resumes_without_repeating_steps(kind: Kind) {
             "journal row changed or lost: {row:?}"
         );
     }
-    assert_eq!(journal_after.len(), N * 4);
+    // Four agent steps and the supervisor's check per alert.
+    assert_eq!(journal_after.len(), N * 5);
     // The resumed alerts say which steps came from the journal.
     let second = std::fs::read_to_string(dir.path().join("second.jsonl")).unwrap();
     let resumed_steps = second.matches("\"resumed\":true").count();

@@ -6,6 +6,7 @@ mod admission;
 mod durability;
 mod failsafe;
 mod input;
+mod llm;
 mod screening_eval;
 mod store;
 mod store_support;

@@ -1,0 +1,164 @@
+//! Builds each model-backed agent's provider from the configuration, and keeps the circuit
+//! breakers so readiness checks can read them.
+//!
+//! A remote provider is layered as: PII pseudonymisation (when `LLM_PII_MINIMISATION`) ->
+//! circuit breaker, per-attempt timeout and pricing -> the HTTP client. One client and one
+//! breaker per provider kind, shared by the agents that use it: the breaker describes the
+//! provider's health, not an agent's.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::anthropic::{ANTHROPIC_PROVIDER, AnthropicProvider};
+use super::http::{CircuitBreaker, Resilient};
+use super::offline::OfflineProvider;
+use super::openai::{JsonMode, OPENAI_PROVIDER, OpenAiProvider};
+use super::pii::Pseudonymising;
+use super::pricing::PriceTable;
+use super::secret::ApiKey;
+use super::{LlmError, LlmProvider};
+use crate::config::{ConfigError, Settings};
+
+/// The providers of the ContextBuilder, the DecisionMaker and the supervisor check.
+#[derive(Clone)]
+pub struct ProviderRegistry {
+    /// ContextBuilder's provider.
+    pub context: Arc<dyn LlmProvider>,
+    /// DecisionMaker's provider.
+    pub decision: Arc<dyn LlmProvider>,
+    /// The supervisor check's provider.
+    pub supervisor: Arc<dyn LlmProvider>,
+    circuits: Vec<Arc<CircuitBreaker>>,
+}
+
+impl std::fmt::Debug for ProviderRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProviderRegistry")
+            .field("context", &self.context.name())
+            .field("decision", &self.decision.name())
+            .field("supervisor", &self.supervisor.name())
+            .field("circuits", &self.circuits())
+            .finish()
+    }
+}
+
+impl ProviderRegistry {
+    /// One provider for every agent (embedding and tests); no breaker is tracked.
+    pub fn uniform(provider: Arc<dyn LlmProvider>) -> Self {
+        Self {
+            context: provider.clone(),
+            decision: provider.clone(),
+            supervisor: provider,
+            circuits: Vec::new(),
+        }
+    }
+
+    /// The providers `settings` ask for. Fails naming the key when one cannot be built.
+    pub fn from_settings(settings: &Settings) -> Result<Self, ConfigError> {
+        let prices = Arc::new(PriceTable::parse(&settings.llm_prices).map_err(|m| {
+            ConfigError::Invalid {
+                key: "LLM_PRICES".into(),
+                message: m,
+            }
+        })?);
+        let timeout = Duration::from_secs_f64(settings.llm_request_timeout_seconds);
+        let cooldown = Duration::from_secs_f64(settings.llm_circuit_cooldown_seconds);
+        let mut built: Vec<(&str, Arc<dyn LlmProvider>)> = Vec::new();
+        let mut circuits = Vec::new();
+        let mut pick = |key: &str, name: &str| -> Result<Arc<dyn LlmProvider>, ConfigError> {
+            if let Some((_, p)) = built.iter().find(|(n, _)| *n == name) {
+                return Ok(p.clone());
+            }
+            let invalid = |key: &str, e: LlmError| ConfigError::Invalid {
+                key: key.into(),
+                message: e.to_string(),
+            };
+            let raw: Arc<dyn LlmProvider> = match name {
+                "offline" => {
+                    return Ok(Arc::new(OfflineProvider::with_latency(
+                        Duration::from_millis(settings.offline_latency_ms),
+                    )));
+                }
+                ANTHROPIC_PROVIDER => Arc::new(
+                    AnthropicProvider::new(
+                        &settings.anthropic_base_url,
+                        settings
+                            .anthropic_api_key
+                            .clone()
+                            .unwrap_or(ApiKey::new("")),
+                        timeout,
+                    )
+                    .map_err(|e| invalid("ANTHROPIC_BASE_URL", e))?,
+                ),
+                OPENAI_PROVIDER => Arc::new(
+                    OpenAiProvider::new(
+                        &settings.openai_base_url,
+                        &settings.openai_api_key.clone().unwrap_or(ApiKey::new("")),
+                        timeout,
+                        JsonMode::parse(&settings.openai_response_format)
+                            .unwrap_or(JsonMode::JsonObject),
+                    )
+                    .map_err(|e| invalid("OPENAI_BASE_URL", e))?,
+                ),
+                other => {
+                    return Err(ConfigError::Invalid {
+                        key: key.into(),
+                        message: format!("unknown provider {other:?}"),
+                    });
+                }
+            };
+            let breaker = Arc::new(CircuitBreaker::new(
+                name,
+                settings.llm_circuit_failures,
+                cooldown,
+            ));
+            circuits.push(breaker.clone());
+            let guarded: Arc<dyn LlmProvider> =
+                Arc::new(Resilient::new(raw, breaker, timeout, prices.clone()));
+            let provider: Arc<dyn LlmProvider> = if settings.llm_pii_minimisation {
+                Arc::new(Pseudonymising::new(guarded))
+            } else {
+                guarded
+            };
+            built.push((
+                if name == ANTHROPIC_PROVIDER {
+                    ANTHROPIC_PROVIDER
+                } else {
+                    OPENAI_PROVIDER
+                },
+                provider.clone(),
+            ));
+            Ok(provider)
+        };
+        let [(ck, cp), (dk, dp), (sk, sp)] = settings.llm_providers();
+        let context = pick(ck, cp)?;
+        let decision = pick(dk, dp)?;
+        let supervisor = pick(sk, sp)?;
+        Ok(Self {
+            context,
+            decision,
+            supervisor,
+            circuits,
+        })
+    }
+
+    /// Each remote provider's circuit: (`anthropic` | `openai`, `closed` | `open` | `half_open`).
+    pub fn circuits(&self) -> Vec<(String, &'static str)> {
+        self.circuits
+            .iter()
+            .map(|c| (c.name().to_string(), c.state()))
+            .collect()
+    }
+
+    /// The worst circuit state (`closed` when there is no remote provider), for `/ready`.
+    pub fn circuit_state(&self) -> &'static str {
+        let states: Vec<&'static str> = self.circuits.iter().map(|c| c.state()).collect();
+        if states.contains(&"open") {
+            "open"
+        } else if states.contains(&"half_open") {
+            "half_open"
+        } else {
+            "closed"
+        }
+    }
+}
