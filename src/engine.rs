@@ -41,6 +41,7 @@ use crate::error::{StartError, TriageError};
 use crate::llm::LlmProvider;
 use crate::llm::offline::OfflineProvider;
 use crate::messages::supervisor::{StopAgentOf, TriageAlert};
+use crate::metrics::Metrics;
 use crate::store::{AuditVersions, StepRecord, Store, StoreOptions};
 
 /// Suggested wait given to callers turned away at admission.
@@ -98,6 +99,10 @@ impl EngineBuilder {
         };
         let provider: Arc<dyn LlmProvider> =
             self.provider.unwrap_or_else(|| Arc::new(OfflineProvider));
+        // Every model call becomes an `llm_call` span (see `crate::telemetry`).
+        let provider: Arc<dyn LlmProvider> = Arc::new(crate::telemetry::TracedProvider(provider));
+        let metrics = Metrics::new();
+        let thread_metrics = metrics.clone();
         let (tx, rx) = oneshot::channel();
         let thread_settings = settings.clone();
         let migrate = self.migrate;
@@ -105,7 +110,13 @@ impl EngineBuilder {
             .name("aml-triage-actors".into())
             .spawn(move || {
                 let system = actix_rt::System::new();
-                let built = system.block_on(build(thread_settings, migrate, refs, provider));
+                let built = system.block_on(build(
+                    thread_settings,
+                    migrate,
+                    refs,
+                    provider,
+                    thread_metrics,
+                ));
                 let ok = built.is_ok();
                 let _ = tx.send(built);
                 if ok {
@@ -121,6 +132,7 @@ impl EngineBuilder {
             admission: Arc::new(Semaphore::new(settings.max_concurrent_alerts)),
             accepting: Arc::new(AtomicBool::new(true)),
             admission_wait: Duration::from_secs_f64(settings.admission_wait_seconds),
+            metrics: metrics.clone(),
         };
         let (resume_tx, resume_rx) = watch::channel(None);
         if self.resume {
@@ -141,6 +153,7 @@ impl EngineBuilder {
             system: parts.system,
             thread: std::sync::Mutex::new(Some(thread)),
             resumed: resume_rx,
+            metrics,
         })
     }
 }
@@ -157,6 +170,7 @@ async fn build(
     migrate: bool,
     refs: ReferenceData,
     provider: Arc<dyn LlmProvider>,
+    metrics: Metrics,
 ) -> Result<Parts, StartError> {
     let store = Arc::new(
         Store::connect(
@@ -251,6 +265,7 @@ async fn build(
             list_versions: refs.versions(),
         },
         mailbox: settings.max_concurrent_alerts.max(16),
+        metrics,
     };
     let supervisor = Supervisor::new(cfg, store.clone(), agents.clone()).start();
     Ok(Parts {
@@ -321,10 +336,19 @@ struct Submitter {
     admission: Arc<Semaphore>,
     accepting: Arc<AtomicBool>,
     admission_wait: Duration,
+    metrics: Metrics,
 }
 
 impl Submitter {
     async fn admit(&self, wait: bool) -> Result<OwnedSemaphorePermit, TriageError> {
+        let admitted = self.admit_inner(wait).await;
+        if let Err(e) = &admitted {
+            self.metrics.admission_rejected(rejection_reason(e));
+        }
+        admitted
+    }
+
+    async fn admit_inner(&self, wait: bool) -> Result<OwnedSemaphorePermit, TriageError> {
         if !self.accepting.load(Ordering::Acquire) {
             return Err(TriageError::ShuttingDown);
         }
@@ -365,6 +389,13 @@ impl Submitter {
     }
 }
 
+fn rejection_reason(e: &TriageError) -> &'static str {
+    match e {
+        TriageError::ShuttingDown => "shutting_down",
+        _ => "busy",
+    }
+}
+
 /// A running engine.
 pub struct Engine {
     submitter: Submitter,
@@ -374,6 +405,7 @@ pub struct Engine {
     system: actix::System,
     thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
     resumed: watch::Receiver<Option<ResumeReport>>,
+    metrics: Metrics,
 }
 
 impl Engine {
@@ -416,6 +448,7 @@ impl Engine {
     ) -> Result<BoxFuture<'static, Result<Decision, TriageError>>, TriageError> {
         alert.validate()?;
         if !self.submitter.accepting.load(Ordering::Acquire) {
+            self.submitter.metrics.admission_rejected("shutting_down");
             return Err(TriageError::ShuttingDown);
         }
         let permit = self
@@ -423,8 +456,11 @@ impl Engine {
             .admission
             .clone()
             .try_acquire_owned()
-            .map_err(|_| TriageError::Busy {
-                retry_after: BUSY_RETRY_AFTER,
+            .map_err(|_| {
+                self.submitter.metrics.admission_rejected("busy");
+                TriageError::Busy {
+                    retry_after: BUSY_RETRY_AFTER,
+                }
             })?;
         let raw =
             raw.unwrap_or_else(|| Arc::from(serde_json::to_string(&alert).unwrap_or_default()));
@@ -448,6 +484,21 @@ impl Engine {
     /// Health of the four agents.
     pub fn health(&self) -> Vec<AgentHealth> {
         self.agents.health()
+    }
+
+    /// This engine's metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The Prometheus exposition of this engine's metrics, sampled now.
+    pub fn metrics_text(&self) -> String {
+        self.metrics.encode(self.in_flight(), &self.health())
+    }
+
+    /// Whether new alerts are taken (false once shutdown has begun).
+    pub fn is_accepting(&self) -> bool {
+        self.submitter.accepting.load(Ordering::Acquire)
     }
 
     /// Alerts in flight now.

@@ -97,6 +97,8 @@ pub struct PipelineConfig {
     pub versions: AuditVersions,
     /// Supervisor mailbox capacity.
     pub mailbox: usize,
+    /// Where steps and decisions are counted (see `crate::metrics`).
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl PipelineConfig {
@@ -253,16 +255,27 @@ async fn triage(shared: Arc<Shared>, msg: TriageAlert) -> Result<Decision, Triag
         alert_id: alert_id.clone(),
         result: None,
     };
+    // `parent: None`: each alert is the root of its own trace, whatever span the caller had.
     let span = tracing::info_span!(
+        parent: None,
         "alert",
         alert_id = %alert_id,
         alert_type = ?msg.alert.alert_type,
         disposition = tracing::field::Empty,
         resumed = msg.resume.is_some(),
+        trace_id = tracing::field::Empty,
     );
+    crate::telemetry::record_trace_id(&span);
     let result = run(&shared, msg).instrument(span.clone()).await;
-    if let Ok(d) = &result {
-        span.record("disposition", d.disposition.as_str());
+    match &result {
+        Ok(d) => {
+            span.record("disposition", d.disposition.as_str());
+            shared
+                .cfg
+                .metrics
+                .decided(d.disposition.as_str(), d.confidence, d.risk_score);
+        }
+        Err(e) => shared.cfg.metrics.alert_failed(e),
     }
     guard.result = Some(result.clone());
     result
@@ -466,6 +479,22 @@ impl Progress {
                 (output, meta, attempts, Some(e.to_string()))
             }
         };
+        let metrics = &self.shared.cfg.metrics;
+        metrics.step(
+            kind.as_str(),
+            started.elapsed().as_secs_f64(),
+            error.is_some(),
+        );
+        if error.is_none() && meta.provider != DETERMINISTIC {
+            metrics.llm_call(
+                kind.as_str(),
+                &meta.provider,
+                &meta.model,
+                meta.tokens_in,
+                meta.tokens_out,
+                meta.cost_usd,
+            );
+        }
         let value = serde_json::to_value(&output).map_err(store_error)?;
         let status = if error.is_some() {
             "degraded"
@@ -613,6 +642,7 @@ where
                 }
             }
         };
+        cfg.metrics.step_error(kind.as_str(), error.kind());
         if !error.is_retryable() || attempt > cfg.retry.max_retries {
             return Err((error, attempt));
         }
