@@ -11,7 +11,7 @@ use futures_util::StreamExt;
 
 use aml_triage::domain::alert::{Alert, AlertError};
 use aml_triage::evaluation::{self, Expected, Labelled};
-use aml_triage::{Decision, Disposition, Engine, Settings};
+use aml_triage::{Decision, Disposition, Engine, Settings, http, telemetry};
 
 #[derive(Parser)]
 #[command(
@@ -34,6 +34,27 @@ enum Command {
     /// Decide a labelled file (`{"alert":...,"expected":...}` lines) and compare with the
     /// labels. Uses an in-memory store unless --database-url is given.
     Eval(EvalArgs),
+    /// Serve the HTTP API (and /metrics on PROMETHEUS_PORT) until SIGTERM or Ctrl-C, then drain.
+    Serve(ServeArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Address to listen on (overrides HTTP_BIND; default 0.0.0.0:8000).
+    #[arg(long)]
+    bind: Option<std::net::SocketAddr>,
+    /// Screening lists: a file or a folder searched for the formats it recognises.
+    #[arg(long)]
+    lists: Vec<PathBuf>,
+    /// FATF jurisdiction list (CSV).
+    #[arg(long)]
+    jurisdictions: Option<PathBuf>,
+    /// Database URL (overrides DATABASE_URL).
+    #[arg(long)]
+    database_url: Option<String>,
+    /// HTTP worker threads.
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
 }
 
 #[derive(clap::Args)]
@@ -94,17 +115,10 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(settings: &Settings) {
-    let filter = tracing_subscriber::EnvFilter::new(&settings.log_level);
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    // Already validated; a second init (tests) is harmless to ignore.
-    let _ = if settings.log_format == "json" {
-        builder.json().flatten_event(true).try_init()
-    } else {
-        builder.try_init()
-    };
+/// Logs, and traces when OTEL_EXPORTER_OTLP_ENDPOINT is set. Keep the guard alive: dropping
+/// it flushes the spans still queued.
+fn init_logging(settings: &Settings) -> Result<telemetry::Telemetry> {
+    Ok(telemetry::init(settings)?)
 }
 
 async fn run(cli: Cli) -> Result<ExitCode> {
@@ -121,7 +135,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 settings.database_url = db.clone();
             }
             settings.validate()?;
-            init_logging(&settings);
+            let _telemetry = init_logging(&settings)?;
             triage(settings, args).await
         }
         Command::Eval(args) => {
@@ -133,10 +147,73 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             }
             settings.database_url = args.database_url.clone().unwrap_or_else(|| "memory".into());
             settings.validate()?;
-            init_logging(&settings);
+            let _telemetry = init_logging(&settings)?;
             eval(settings, args).await
         }
+        Command::Serve(args) => {
+            if !args.lists.is_empty() {
+                settings.list_paths = args.lists.clone();
+            }
+            if let Some(j) = &args.jurisdictions {
+                settings.jurisdiction_path = Some(j.clone());
+            }
+            if let Some(db) = &args.database_url {
+                settings.database_url = db.clone();
+            }
+            if let Some(b) = args.bind {
+                settings.http_bind = b.to_string();
+            }
+            settings.validate()?;
+            let _telemetry = init_logging(&settings)?;
+            serve(settings, args.workers).await
+        }
     }
+}
+
+/// Runs the HTTP server until a termination signal, then stops taking requests, lets those
+/// in progress finish, and drains the engine (in-flight alerts are decided or resume later).
+async fn serve(settings: Settings, workers: usize) -> Result<ExitCode> {
+    let bind = settings.http_bind.clone();
+    let listener =
+        std::net::TcpListener::bind(&bind).with_context(|| format!("cannot listen on {bind}"))?;
+    let metrics_listener = match settings.prometheus_port {
+        0 => None,
+        port => {
+            let host = listener.local_addr()?.ip();
+            let addr = std::net::SocketAddr::new(host, port);
+            Some(
+                std::net::TcpListener::bind(addr)
+                    .with_context(|| format!("cannot listen on {addr} (PROMETHEUS_PORT)"))?,
+            )
+        }
+    };
+    let engine = std::sync::Arc::new(Engine::builder(settings).start().await?);
+    let server = http::start(
+        engine.clone(),
+        listener,
+        metrics_listener,
+        tokio::runtime::Handle::current(),
+        workers,
+    )?;
+    tracing::info!(
+        addr = %server.addr,
+        metrics_addr = ?server.metrics_addr,
+        store = engine.store().backend_name(),
+        "serving"
+    );
+    eprintln!("listening on http://{}", server.addr);
+    if let Some(m) = server.metrics_addr {
+        eprintln!("metrics on http://{m}/metrics");
+    }
+    shutdown_signal().await;
+    eprintln!("signal received: stopping the server and draining in-flight alerts");
+    server.stop().await;
+    let left = engine.shutdown().await;
+    if left > 0 {
+        eprintln!("{left} alert(s) still in flight at shutdown: they resume at the next start");
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// One parsed input line: the alert text as received and, on labelled lines, the label.

@@ -4,8 +4,11 @@ mod support;
 
 mod admission;
 mod failsafe;
+mod http;
+mod http_support;
 mod input;
 mod screening_eval;
 mod store;
 mod store_support;
 mod supervision;
+mod telemetry;
