@@ -124,18 +124,18 @@ async fn record(
 }
 
 fn api(cfg: &mut web::ServiceConfig) {
-    cfg.route("/health", web::get().to(ops::health))
-        .route("/ready", web::get().to(ops::ready))
-        .route("/metrics", web::get().to(ops::metrics_with_key))
-        .route("/openapi.json", web::get().to(ops::openapi))
-        .route("/v1/status", web::get().to(ops::status))
-        .route("/v1/alerts", web::post().to(alerts::submit))
-        .route("/v1/alerts/{id}", web::get().to(alerts::get_alert))
-        .route(
-            "/v1/alerts/{id}/decision",
-            web::get().to(alerts::get_decision),
+    // `web::resource` (not `cfg.route`) so a wrong method on a known path is 405, not 404.
+    cfg.service(web::resource("/health").route(web::get().to(ops::health)))
+        .service(web::resource("/ready").route(web::get().to(ops::ready)))
+        .service(web::resource("/metrics").route(web::get().to(ops::metrics_with_key)))
+        .service(web::resource("/openapi.json").route(web::get().to(ops::openapi)))
+        .service(web::resource("/v1/status").route(web::get().to(ops::status)))
+        .service(web::resource("/v1/alerts").route(web::post().to(alerts::submit)))
+        .service(web::resource("/v1/alerts/{id}").route(web::get().to(alerts::get_alert)))
+        .service(
+            web::resource("/v1/alerts/{id}/decision").route(web::get().to(alerts::get_decision)),
         )
-        .route("/v1/alerts/{id}/audit", web::get().to(alerts::get_audit));
+        .service(web::resource("/v1/alerts/{id}/audit").route(web::get().to(alerts::get_audit)));
 }
 
 /// Starts the server on `listener` (and a metrics-only server on `metrics_listener`) on a

@@ -85,8 +85,9 @@ fn alert_schema() -> Value {
                 "matches": {"type": "array", "items": {
                     "type": "object", "additionalProperties": false,
                     "required": ["list", "entry_id", "matched_name", "score", "match_type"],
-                    "properties": {"list": {"type": "string"}, "entry_id": {"type": "string"},
-                                   "matched_name": {"type": "string"},
+                    "properties": {"list": {"type": "string", "minLength": 1},
+                                   "entry_id": {"type": "string", "minLength": 1},
+                                   "matched_name": {"type": "string", "minLength": 1},
                                    "score": {"type": "number", "minimum": 0, "maximum": 1},
                                    "match_type": {"type": "string"}}}}}},
             "transactions": {"type": "array", "maxItems": 10000, "items": {
@@ -139,6 +140,7 @@ pub fn document() -> Value {
                 "404",
                 "Unknown alert (or, for a decision, not decided yet: `status` says where it is)",
             ),
+            ("400", "Bad query string"),
             ("503", "A dependency is unavailable"),
         ])
     };
