@@ -91,7 +91,86 @@ pub const KNOWN_KEYS: &[&str] = &[
     "LLM_PRICES",
     "LLM_CIRCUIT_FAILURES",
     "LLM_CIRCUIT_COOLDOWN_SECONDS",
+    // HTTP ingress, metrics and traces (issue 7).
+    "HTTP_BIND",
+    "PROMETHEUS_PORT",
+    "API_KEYS",
+    "MAX_BATCH_ALERTS",
+    "HTTP_WAIT_SECONDS",
+    "HTTP_MAX_BODY_BYTES",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_SERVICE_NAME",
 ];
+
+/// Environment variable holding API keys as `key:role,key:role` (file key: `api_keys`).
+pub const API_KEYS_ENV: &str = "AML_TRIAGE_API_KEYS";
+
+/// Roles an API key may have.
+pub const API_ROLES: &[&str] = &["submitter", "reader", "auditor", "admin"];
+
+/// API keys as `key:role` entries. Debug output never shows a key.
+#[derive(Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct ApiKeys(pub Vec<String>);
+
+impl std::fmt::Debug for ApiKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ApiKeys({} redacted)", self.0.len())
+    }
+}
+
+impl<'de> Deserialize<'de> for ApiKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // A TOML list of entries, or one `key:role,key:role` string as in the environment.
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Form {
+            List(Vec<String>),
+            Text(String),
+        }
+        Ok(match Form::deserialize(d)? {
+            Form::List(v) => ApiKeys(v),
+            Form::Text(t) => ApiKeys::parse(&t),
+        })
+    }
+}
+
+impl ApiKeys {
+    /// Splits `key:role,key:role`.
+    pub fn parse(text: &str) -> ApiKeys {
+        ApiKeys(
+            text.split(',')
+                .map(str::trim)
+                .filter(|e| !e.is_empty())
+                .map(str::to_string)
+                .collect(),
+        )
+    }
+
+    /// `(key, role)` pairs; errors say which entry is wrong but never echo a key.
+    pub fn entries(&self) -> Result<Vec<(String, String)>, String> {
+        self.0
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let (key, role) = e
+                    .rsplit_once(':')
+                    .ok_or_else(|| format!("entry {}: expected key:role", i + 1))?;
+                if key.len() < 16 {
+                    return Err(format!("entry {}: key shorter than 16 characters", i + 1));
+                }
+                if !API_ROLES.contains(&role) {
+                    return Err(format!(
+                        "entry {}: unknown role {role:?} (expected one of {})",
+                        i + 1,
+                        API_ROLES.join(", ")
+                    ));
+                }
+                Ok((key.to_string(), role.to_string()))
+            })
+            .collect()
+    }
+}
 
 /// The engine's settings after merging and validation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -201,6 +280,24 @@ pub struct Settings {
     pub llm_circuit_failures: u32,
     /// How long an open circuit refuses calls before one probe is let through.
     pub llm_circuit_cooldown_seconds: f64,
+    /// Address `serve` listens on.
+    pub http_bind: String,
+    /// Port of the second listener serving `/metrics` without a key (0: none).
+    pub prometheus_port: u16,
+    /// API keys, `key:role` (file: `api_keys`, environment: `AML_TRIAGE_API_KEYS`).
+    #[serde(default)]
+    pub api_keys: ApiKeys,
+    /// Most alerts in one `POST /v1/alerts` batch.
+    pub max_batch_alerts: usize,
+    /// Longest `POST /v1/alerts?wait=true` waits for a decision before answering 202.
+    pub http_wait_seconds: f64,
+    /// Largest accepted request body.
+    pub http_max_body_bytes: usize,
+    /// OTLP/HTTP collector base URL (e.g. `http://jaeger:4318`); traces are off when unset.
+    #[serde(default)]
+    pub otel_exporter_otlp_endpoint: Option<String>,
+    /// `service.name` of exported traces.
+    pub otel_service_name: String,
 }
 
 impl Default for Settings {
@@ -253,6 +350,14 @@ impl Default for Settings {
             llm_prices: String::new(),
             llm_circuit_failures: 5,
             llm_circuit_cooldown_seconds: 30.0,
+            http_bind: "0.0.0.0:8000".into(),
+            prometheus_port: 9090,
+            api_keys: ApiKeys::default(),
+            max_batch_alerts: 1000,
+            http_wait_seconds: 30.0,
+            http_max_body_bytes: 32 * 1024 * 1024,
+            otel_exporter_otlp_endpoint: None,
+            otel_service_name: "aml-triage".into(),
         }
     }
 }
@@ -299,7 +404,8 @@ impl Settings {
         // variables cannot collide with them.
         let ours: HashMap<String, String> = env
             .iter()
-            .filter(|(k, _)| KNOWN_KEYS.contains(&k.as_str()))
+            // API keys come from AML_TRIAGE_API_KEYS only: a bare API_KEYS is too generic.
+            .filter(|(k, _)| KNOWN_KEYS.contains(&k.as_str()) && k.as_str() != "API_KEYS")
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         builder = builder.add_source(
@@ -312,7 +418,10 @@ impl Settings {
         let merged = builder
             .build()
             .map_err(|e| ConfigError::Source(e.to_string()))?;
-        let settings: Settings = merged.try_deserialize().map_err(deserialize_error)?;
+        let mut settings: Settings = merged.try_deserialize().map_err(deserialize_error)?;
+        if let Some(keys) = env.get(API_KEYS_ENV) {
+            settings.api_keys = ApiKeys::parse(keys);
+        }
         settings.validate()?;
         Ok(settings)
     }
@@ -464,6 +573,29 @@ impl Settings {
         }
         if self.retention_days == 0 {
             return Err(bad("RETENTION_DAYS", "must be at least 1"));
+        }
+        if self.http_bind.parse::<std::net::SocketAddr>().is_err() {
+            return Err(bad("HTTP_BIND", "must be ADDRESS:PORT, e.g. 0.0.0.0:8000"));
+        }
+        self.api_keys.entries().map_err(|m| bad("API_KEYS", m))?;
+        if self.max_batch_alerts == 0 || self.max_batch_alerts > 100_000 {
+            return Err(bad("MAX_BATCH_ALERTS", "must be between 1 and 100000"));
+        }
+        secs("HTTP_WAIT_SECONDS", self.http_wait_seconds)?;
+        if self.http_max_body_bytes < self.max_alert_bytes {
+            return Err(bad(
+                "HTTP_MAX_BODY_BYTES",
+                "must be at least MAX_ALERT_BYTES",
+            ));
+        }
+        if let Some(e) = &self.otel_exporter_otlp_endpoint
+            && !e.is_empty()
+            && !(e.starts_with("http://") || e.starts_with("https://"))
+        {
+            return Err(bad(
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                "must be an http:// or https:// URL",
+            ));
         }
         self.validate_llm()
     }
@@ -673,6 +805,29 @@ mod tests {
         std::fs::write(&path, "auto_clear_treshold = 0.9\n").unwrap();
         let e = Settings::load_from(Some(&path), &env(&[])).unwrap_err();
         assert!(e.to_string().contains("auto_clear_treshold"), "{e}");
+    }
+
+    #[test]
+    fn api_keys_come_from_the_file_or_the_environment_and_are_never_shown() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "api_keys = [\"file-key-0123456789:reader\"]\n").unwrap();
+        let s = Settings::load_from(Some(&path), &env(&[])).unwrap();
+        assert_eq!(s.api_keys.0, vec!["file-key-0123456789:reader"]);
+        let s = Settings::load_from(
+            Some(&path),
+            &env(&[(
+                API_KEYS_ENV,
+                "env-key-0123456789ab:admin, other-key-0123456789:submitter",
+            )]),
+        )
+        .unwrap();
+        assert_eq!(s.api_keys.entries().unwrap().len(), 2);
+        assert!(!format!("{s:?}").contains("env-key"));
+        let e = Settings::load_from(None, &env(&[(API_KEYS_ENV, "secret-key-0123456789:root")]))
+            .unwrap_err();
+        assert!(e.to_string().contains("API_KEYS"), "{e}");
+        assert!(!e.to_string().contains("secret-key"), "{e}");
     }
 
     #[test]

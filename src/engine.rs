@@ -42,6 +42,7 @@ use crate::llm::LlmProvider;
 use crate::llm::check::Checker;
 use crate::llm::registry::ProviderRegistry;
 use crate::messages::supervisor::{StopAgentOf, TriageAlert};
+use crate::metrics::Metrics;
 use crate::store::{AuditVersions, StepRecord, Store, StoreOptions};
 
 /// Suggested wait given to callers turned away at admission.
@@ -99,11 +100,20 @@ impl EngineBuilder {
         };
         // An explicitly given provider serves every agent; otherwise each agent's provider
         // comes from the configuration (offline by default).
-        let providers = match self.provider {
+        let mut providers = match self.provider {
             Some(p) => ProviderRegistry::uniform(p),
             None => ProviderRegistry::from_settings(&settings)?,
         };
+        // Every model call becomes an `llm_call` span (see `crate::telemetry`).
+        let traced = |p: Arc<dyn LlmProvider>| -> Arc<dyn LlmProvider> {
+            Arc::new(crate::telemetry::TracedProvider(p))
+        };
+        providers.context = traced(providers.context);
+        providers.decision = traced(providers.decision);
+        providers.supervisor = traced(providers.supervisor);
         let registry = providers.clone();
+        let metrics = Metrics::new();
+        let thread_metrics = metrics.clone();
         let (tx, rx) = oneshot::channel();
         let thread_settings = settings.clone();
         let (store, store_runtime) = open_store(&settings, self.migrate).await?;
@@ -112,7 +122,13 @@ impl EngineBuilder {
             .name("aml-triage-actors".into())
             .spawn(move || {
                 let system = actix_rt::System::new();
-                let built = system.block_on(build(thread_settings, thread_store, refs, providers));
+                let built = system.block_on(build(
+                    thread_settings,
+                    thread_store,
+                    refs,
+                    providers,
+                    thread_metrics,
+                ));
                 let ok = built.is_ok();
                 let _ = tx.send(built);
                 if ok {
@@ -128,6 +144,7 @@ impl EngineBuilder {
             admission: Arc::new(Semaphore::new(settings.max_concurrent_alerts)),
             accepting: Arc::new(AtomicBool::new(true)),
             admission_wait: Duration::from_secs_f64(settings.admission_wait_seconds),
+            metrics: metrics.clone(),
         };
         let (resume_tx, resume_rx) = watch::channel(None);
         if self.resume {
@@ -150,6 +167,7 @@ impl EngineBuilder {
             thread: std::sync::Mutex::new(Some(thread)),
             resumed: resume_rx,
             providers: registry,
+            metrics,
         })
     }
 }
@@ -206,6 +224,7 @@ async fn build(
     store: Arc<Store>,
     refs: ReferenceData,
     providers: ProviderRegistry,
+    metrics: Metrics,
 ) -> Result<Parts, StartError> {
     let restart = RestartPolicy {
         max_restarts: settings.restart_max,
@@ -290,6 +309,7 @@ async fn build(
             list_versions: refs.versions(),
         },
         mailbox: settings.max_concurrent_alerts.max(16),
+        metrics,
     };
     let supervisor = Supervisor::new(cfg, store.clone(), agents.clone()).start();
     Ok(Parts {
@@ -359,10 +379,19 @@ struct Submitter {
     admission: Arc<Semaphore>,
     accepting: Arc<AtomicBool>,
     admission_wait: Duration,
+    metrics: Metrics,
 }
 
 impl Submitter {
     async fn admit(&self, wait: bool) -> Result<OwnedSemaphorePermit, TriageError> {
+        let admitted = self.admit_inner(wait).await;
+        if let Err(e) = &admitted {
+            self.metrics.admission_rejected(rejection_reason(e));
+        }
+        admitted
+    }
+
+    async fn admit_inner(&self, wait: bool) -> Result<OwnedSemaphorePermit, TriageError> {
         if !self.accepting.load(Ordering::Acquire) {
             return Err(TriageError::ShuttingDown);
         }
@@ -403,6 +432,13 @@ impl Submitter {
     }
 }
 
+fn rejection_reason(e: &TriageError) -> &'static str {
+    match e {
+        TriageError::ShuttingDown => "shutting_down",
+        _ => "busy",
+    }
+}
+
 /// A running engine.
 pub struct Engine {
     submitter: Submitter,
@@ -415,6 +451,7 @@ pub struct Engine {
     thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
     resumed: watch::Receiver<Option<ResumeReport>>,
     providers: ProviderRegistry,
+    metrics: Metrics,
 }
 
 impl Engine {
@@ -457,6 +494,7 @@ impl Engine {
     ) -> Result<BoxFuture<'static, Result<Decision, TriageError>>, TriageError> {
         alert.validate()?;
         if !self.submitter.accepting.load(Ordering::Acquire) {
+            self.submitter.metrics.admission_rejected("shutting_down");
             return Err(TriageError::ShuttingDown);
         }
         let permit = self
@@ -464,8 +502,11 @@ impl Engine {
             .admission
             .clone()
             .try_acquire_owned()
-            .map_err(|_| TriageError::Busy {
-                retry_after: BUSY_RETRY_AFTER,
+            .map_err(|_| {
+                self.submitter.metrics.admission_rejected("busy");
+                TriageError::Busy {
+                    retry_after: BUSY_RETRY_AFTER,
+                }
             })?;
         let raw =
             raw.unwrap_or_else(|| Arc::from(serde_json::to_string(&alert).unwrap_or_default()));
@@ -489,6 +530,21 @@ impl Engine {
     /// Health of the four agents.
     pub fn health(&self) -> Vec<AgentHealth> {
         self.agents.health()
+    }
+
+    /// This engine's metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The Prometheus exposition of this engine's metrics, sampled now.
+    pub fn metrics_text(&self) -> String {
+        self.metrics.encode(self.in_flight(), &self.health())
+    }
+
+    /// Whether new alerts are taken (false once shutdown has begun).
+    pub fn is_accepting(&self) -> bool {
+        self.submitter.accepting.load(Ordering::Acquire)
     }
 
     /// Alerts in flight now.

@@ -22,6 +22,8 @@
 //! - [`config`]: defaults < TOML file < environment.
 //! - [`error`]: errors returned to callers.
 //! - [`evaluation`]: comparison of decisions with labelled alerts (`aml-triage eval`).
+//! - [`http`]: the HTTP ingress (actix-web): routes, API-key auth, OpenAPI document.
+//! - [`metrics`]: the Prometheus registry; [`telemetry`]: logs and OTLP traces.
 
 pub mod actors;
 pub mod config;
@@ -29,11 +31,14 @@ pub mod domain;
 pub mod engine;
 pub mod error;
 pub mod evaluation;
+pub mod http;
 pub mod jurisdiction;
 pub mod llm;
 pub mod messages;
+pub mod metrics;
 pub mod screening;
 pub mod store;
+pub mod telemetry;
 pub mod typologies;
 
 pub use config::Settings;

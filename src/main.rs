@@ -11,7 +11,7 @@ use futures_util::StreamExt;
 
 use aml_triage::domain::alert::{Alert, AlertError};
 use aml_triage::evaluation::{self, Expected, Labelled};
-use aml_triage::{Decision, Disposition, Engine, Settings, store};
+use aml_triage::{Decision, Disposition, Engine, Settings, http, store, telemetry};
 
 #[derive(Parser)]
 #[command(
@@ -43,6 +43,26 @@ enum Command {
     },
     /// Remove records older than RETENTION_DAYS (and record the purge in the audit chain).
     Purge(DbArgs),
+    /// Serve the HTTP API (and /metrics on PROMETHEUS_PORT) until SIGTERM or Ctrl-C, then drain.
+    Serve(ServeArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Address to listen on (overrides HTTP_BIND; default 0.0.0.0:8000).
+    #[arg(long)]
+    bind: Option<std::net::SocketAddr>,
+    #[command(flatten)]
+    refs: RefArgs,
+    /// Database URL (overrides DATABASE_URL).
+    #[arg(long)]
+    database_url: Option<String>,
+    /// Do not apply pending migrations at start.
+    #[arg(long)]
+    no_migrate: bool,
+    /// HTTP worker threads.
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
 }
 
 /// Where the reference data comes from.
@@ -155,17 +175,10 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(settings: &Settings) {
-    let filter = tracing_subscriber::EnvFilter::new(&settings.log_level);
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    // Already validated; a second init (tests) is harmless to ignore.
-    let _ = if settings.log_format == "json" {
-        builder.json().flatten_event(true).try_init()
-    } else {
-        builder.try_init()
-    };
+/// Logs, and traces when OTEL_EXPORTER_OTLP_ENDPOINT is set. Keep the guard alive: dropping
+/// it flushes the spans still queued.
+fn init_logging(settings: &Settings) -> Result<telemetry::Telemetry> {
+    Ok(telemetry::init(settings)?)
 }
 
 async fn run(cli: Cli) -> Result<ExitCode> {
@@ -177,7 +190,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 settings.database_url = db.clone();
             }
             settings.validate()?;
-            init_logging(&settings);
+            let _telemetry = init_logging(&settings)?;
             let migrate = !args.no_migrate;
             triage(settings, args, migrate).await
         }
@@ -185,11 +198,23 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             args.refs.apply(&mut settings);
             settings.database_url = args.database_url.clone().unwrap_or_else(|| "memory".into());
             settings.validate()?;
-            init_logging(&settings);
+            let _telemetry = init_logging(&settings)?;
             eval(settings, args).await
         }
+        Command::Serve(args) => {
+            args.refs.apply(&mut settings);
+            if let Some(db) = &args.database_url {
+                settings.database_url = db.clone();
+            }
+            if let Some(b) = args.bind {
+                settings.http_bind = b.to_string();
+            }
+            settings.validate()?;
+            let _telemetry = init_logging(&settings)?;
+            serve(settings, !args.no_migrate, args.workers).await
+        }
         Command::Migrate(db) => {
-            let store = admin_store(&mut settings, &db).await?;
+            let (store, _telemetry) = admin_store(&mut settings, &db).await?;
             store.migrate().await?;
             store.close().await;
             eprintln!(
@@ -200,7 +225,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Audit { command } => match command {
             AuditCommand::Verify { alert, db } => {
-                let store = admin_store(&mut settings, &db).await?;
+                let (store, _telemetry) = admin_store(&mut settings, &db).await?;
                 let report = store.verify(alert.as_deref()).await?;
                 store.close().await;
                 println!("{}", serde_json::to_string_pretty(&report)?);
@@ -224,7 +249,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 }
             }
             AuditCommand::Export { alert_id, out, db } => {
-                let store = admin_store(&mut settings, &db).await?;
+                let (store, _telemetry) = admin_store(&mut settings, &db).await?;
                 let pack = store.export(&alert_id).await?;
                 store.close().await;
                 let text = serde_json::to_string_pretty(&pack)?;
@@ -237,7 +262,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             }
         },
         Command::Purge(db) => {
-            let store = admin_store(&mut settings, &db).await?;
+            let (store, _telemetry) = admin_store(&mut settings, &db).await?;
             let report = store
                 .purge(settings.retention_days, chrono::Utc::now())
                 .await?;
@@ -254,19 +279,68 @@ async fn run(cli: Cli) -> Result<ExitCode> {
 
 /// A store for an administrative command. It writes (purge records, verify reads) under its
 /// own audit chain, `{NODE_ID}:admin`, so it can run beside an engine holding `NODE_ID`'s.
-async fn admin_store(settings: &mut Settings, db: &DbArgs) -> Result<store::Store> {
+async fn admin_store(
+    settings: &mut Settings,
+    db: &DbArgs,
+) -> Result<(store::Store, telemetry::Telemetry)> {
     if let Some(url) = &db.database_url {
         settings.database_url = url.clone();
     }
     settings.validate()?;
-    init_logging(settings);
+    let telemetry = init_logging(settings)?;
     let store = store::Store::connect(
         Some(&settings.database_url),
         &format!("{}:admin", settings.node_id),
         store::StoreOptions::default(),
     )
     .await?;
-    Ok(store)
+    Ok((store, telemetry))
+}
+
+/// Runs the HTTP server until a termination signal, then stops taking requests, lets those
+/// in progress finish, and drains the engine (in-flight alerts are decided or resume later).
+async fn serve(settings: Settings, migrate: bool, workers: usize) -> Result<ExitCode> {
+    let bind = settings.http_bind.clone();
+    let listener =
+        std::net::TcpListener::bind(&bind).with_context(|| format!("cannot listen on {bind}"))?;
+    let metrics_listener = match settings.prometheus_port {
+        0 => None,
+        port => {
+            let host = listener.local_addr()?.ip();
+            let addr = std::net::SocketAddr::new(host, port);
+            Some(
+                std::net::TcpListener::bind(addr)
+                    .with_context(|| format!("cannot listen on {addr} (PROMETHEUS_PORT)"))?,
+            )
+        }
+    };
+    let engine = std::sync::Arc::new(Engine::builder(settings).migrate(migrate).start().await?);
+    let server = http::start(
+        engine.clone(),
+        listener,
+        metrics_listener,
+        tokio::runtime::Handle::current(),
+        workers,
+    )?;
+    tracing::info!(
+        addr = %server.addr,
+        metrics_addr = ?server.metrics_addr,
+        store = engine.store().backend_name(),
+        "serving"
+    );
+    eprintln!("listening on http://{}", server.addr);
+    if let Some(m) = server.metrics_addr {
+        eprintln!("metrics on http://{m}/metrics");
+    }
+    shutdown_signal().await;
+    eprintln!("signal received: stopping the server and draining in-flight alerts");
+    server.stop().await;
+    let left = engine.shutdown().await;
+    if left > 0 {
+        eprintln!("{left} alert(s) still in flight at shutdown: they resume at the next start");
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// One parsed input line: the alert text as received and, on labelled lines, the label.

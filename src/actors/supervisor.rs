@@ -102,6 +102,8 @@ pub struct PipelineConfig {
     pub versions: AuditVersions,
     /// Supervisor mailbox capacity.
     pub mailbox: usize,
+    /// Where steps and decisions are counted (see `crate::metrics`).
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl PipelineConfig {
@@ -263,16 +265,27 @@ async fn triage(shared: Arc<Shared>, msg: TriageAlert) -> Result<Decision, Triag
         alert_id: alert_id.clone(),
         result: None,
     };
+    // `parent: None`: each alert is the root of its own trace, whatever span the caller had.
     let span = tracing::info_span!(
+        parent: None,
         "alert",
         alert_id = %alert_id,
         alert_type = ?msg.alert.alert_type,
         disposition = tracing::field::Empty,
         resumed = msg.resume.is_some(),
+        trace_id = tracing::field::Empty,
     );
+    crate::telemetry::record_trace_id(&span);
     let result = run(&shared, msg).instrument(span.clone()).await;
-    if let Ok(d) = &result {
-        span.record("disposition", d.disposition.as_str());
+    match &result {
+        Ok(d) => {
+            span.record("disposition", d.disposition.as_str());
+            shared
+                .cfg
+                .metrics
+                .decided(d.disposition.as_str(), d.confidence, d.risk_score);
+        }
+        Err(e) => shared.cfg.metrics.alert_failed(e),
     }
     guard.result = Some(result.clone());
     result
@@ -489,60 +502,8 @@ impl Progress {
                 (output, meta, attempts, Some(e.to_string()))
             }
         };
-        let value = serde_json::to_value(&output).map_err(store_error)?;
-        let status = if error.is_some() {
-            "degraded"
-        } else {
-            "completed"
-        };
-        let record = StepRecord {
-            alert_id: self.alert.alert_id.clone(),
-            step: kind.as_str().to_string(),
-            attempt: attempts,
-            status: status.to_string(),
-            input_hash: self.input_hash.clone(),
-            output: value,
-            provider: meta.provider.clone(),
-            model: meta.model.clone(),
-            prompt_version: meta.prompt_version.clone(),
-            tokens_in: meta.tokens_in,
-            tokens_out: meta.tokens_out,
-            cost_usd: meta.cost_usd,
-            latency_ms,
-            error: error.clone(),
-            versions: self.shared.cfg.versions.clone(),
-        };
-        self.input_hash = chain_hash(&self.input_hash, &record.output);
-        // Queued, not awaited: the next step starts while this one commits (group commit
-        // pipelining). All are awaited before the decision is written; the writer's FIFO order
-        // means a journalled step is never missing behind a later one.
-        let pending = self
-            .shared
-            .store
-            .enqueue_step(record)
-            .await
-            .map_err(store_error)?;
-        self.pending_writes.push(pending);
-        if let Some(e) = &error {
-            self.degraded.push(kind.as_str().to_string());
-            self.reasons.push(format!(
-                "{kind}: {e} after {attempts} attempt(s); deterministic fallback used"
-            ));
-        }
-        self.contributions.push(AgentContribution {
-            agent: kind,
-            provider: meta.provider,
-            model: meta.model,
-            prompt_version: meta.prompt_version,
-            latency_ms,
-            attempts,
-            tokens_in: meta.tokens_in,
-            tokens_out: meta.tokens_out,
-            cost_usd: meta.cost_usd,
-            degraded: error.is_some(),
-            note: error,
-            resumed: false,
-        });
+        self.record_step(kind, &output, meta, attempts, latency_ms, error)
+            .await?;
         Ok(output)
     }
 
@@ -652,7 +613,7 @@ impl Progress {
         Ok(verdict)
     }
 
-    /// Journals a step the supervisor ran itself and adds its contribution.
+    /// Records a finished step: metrics, the journal entry (queued) and its contribution.
     async fn record_step<O: Serialize>(
         &mut self,
         kind: AgentKind,
@@ -662,6 +623,18 @@ impl Progress {
         latency_ms: u64,
         error: Option<String>,
     ) -> Result<(), TriageError> {
+        let metrics = &self.shared.cfg.metrics;
+        metrics.step(kind.as_str(), latency_ms as f64 / 1000.0, error.is_some());
+        if error.is_none() && meta.provider != DETERMINISTIC {
+            metrics.llm_call(
+                kind.as_str(),
+                &meta.provider,
+                &meta.model,
+                meta.tokens_in,
+                meta.tokens_out,
+                meta.cost_usd,
+            );
+        }
         let value = serde_json::to_value(output).map_err(store_error)?;
         let record = StepRecord {
             alert_id: self.alert.alert_id.clone(),
@@ -686,11 +659,16 @@ impl Progress {
             versions: self.shared.cfg.versions.clone(),
         };
         self.input_hash = chain_hash(&self.input_hash, &record.output);
-        self.shared
+        // Queued, not awaited: the next step starts while this one commits (group commit
+        // pipelining). All are awaited before the decision is written; the writer's FIFO order
+        // means a journalled step is never missing behind a later one.
+        let pending = self
+            .shared
             .store
-            .append_step(record)
+            .enqueue_step(record)
             .await
             .map_err(store_error)?;
+        self.pending_writes.push(pending);
         if let Some(e) = &error {
             self.degraded.push(kind.as_str().to_string());
             self.reasons.push(format!(
@@ -772,6 +750,7 @@ where
                 }
             }
         };
+        cfg.metrics.step_error(kind.as_str(), error.kind());
         if !error.is_retryable() || attempt > cfg.retry.max_retries {
             return Err((error, attempt));
         }

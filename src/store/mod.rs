@@ -233,6 +233,22 @@ impl Store {
         &self.inner.node_id
     }
 
+    /// A cheap round trip to the database (`SELECT 1` on a pooled connection), for readiness
+    /// checks. Gives up after `timeout`.
+    pub async fn ping(&self, timeout: Duration) -> Result<(), StoreError> {
+        let run = async {
+            match &self.inner.backend {
+                Backend::Memory(_) => Ok(()),
+                Backend::Sqlite(b) => sqlx::query("SELECT 1").execute(&b.pool).await.map(|_| ()),
+                Backend::Postgres(b) => sqlx::query("SELECT 1").execute(&b.pool).await.map(|_| ()),
+            }
+        };
+        match tokio::time::timeout(timeout, run).await {
+            Ok(r) => Ok(r?),
+            Err(_) => Err(StoreError::Internal("database ping timed out".into())),
+        }
+    }
+
     /// Applies the embedded migrations (idempotent).
     pub async fn migrate(&self) -> Result<(), StoreError> {
         match &self.inner.backend {
