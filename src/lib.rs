@@ -16,7 +16,8 @@
 //! - [`messages`]: typed actix messages, one file per agent's message family.
 //! - [`actors`]: the Supervisor and one file per agent; they only orchestrate. Supervision
 //!   (restart limits, backoff, retries) lives in [`actors::supervision`].
-//! - [`llm`]: the provider trait, versioned prompts and the deterministic offline provider.
+//! - [`llm`]: the provider trait; Anthropic, OpenAI-compatible and the deterministic offline
+//!   provider; versioned prompts, PII minimisation, circuit breakers, the supervisor check.
 //! - [`store`]: persistence of alerts, the step journal, decisions and the audit chain.
 //! - [`engine`]: the library API: start, submit, await, shut down.
 //! - [`config`]: defaults < TOML file < environment.
