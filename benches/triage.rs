@@ -7,9 +7,10 @@
 //! ```
 //!
 //! Each repetition gives the alerts fresh ids, so idempotency never short-cuts the work.
-//! With `--llm-latency-ms`, the two model-backed agents wait that long per call (a stand-in
+//! With `--llm-latency-ms`, the three model calls (context builder, decision maker, supervisor
+//! check) wait that long per call (a stand-in
 //! for a remote model), which shows how close the engine gets to the bound the admission
-//! limit sets: concurrency / (2 x latency).
+//! limit sets: concurrency / (3 x latency), three model calls per alert.
 
 use std::time::{Duration, Instant};
 
@@ -132,7 +133,8 @@ async fn main() {
         latency.map_or(0, |l| l.as_millis()),
     );
     if let Some(l) = latency {
-        let bound = width as f64 / (2.0 * l.as_secs_f64());
+        // Three model calls per alert: context builder, decision maker, supervisor check.
+        let bound = width as f64 / (3.0 * l.as_secs_f64());
         println!(
             "admission bound {:.0} alerts/s: achieved {:.1}%",
             bound,
