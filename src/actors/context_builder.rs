@@ -134,8 +134,8 @@ impl Handler<BuildContext> for ContextBuilder {
                 system: CONTEXT_BUILDER.text.to_string(),
                 prompt,
                 task: LlmTask::Narrative {
-                    facts: Box::new((*facts).clone()),
-                    risk: Box::new((*risk).clone()),
+                    facts: facts.clone(),
+                    risk: risk.clone(),
                     timeline: events.clone(),
                 },
                 max_tokens: NARRATIVE_MAX_TOKENS,

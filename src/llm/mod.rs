@@ -29,14 +29,14 @@ use crate::domain::scoring::RiskAssessment;
 
 /// What the agent asks for, in structured form. Remote providers receive `prompt`; the
 /// offline provider reads the structured task directly.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone)]
 pub enum LlmTask {
     /// An investigation narrative for the ContextBuilder.
     Narrative {
-        /// The facts.
-        facts: Box<EnrichmentFacts>,
+        /// The facts (shared with the agent, not copied per call).
+        facts: std::sync::Arc<EnrichmentFacts>,
         /// The risk assessment.
-        risk: Box<RiskAssessment>,
+        risk: std::sync::Arc<RiskAssessment>,
         /// The timeline.
         timeline: Vec<TimelineEvent>,
     },
