@@ -50,6 +50,19 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
         "ok": failed.is_empty(),
         "message": if failed.is_empty() { "no agent failed".to_string() } else { format!("failed: {}", failed.join(", ")) },
     }));
+    // An open circuit means a model provider keeps failing: alerts still get (degraded,
+    // escalated) decisions, but the node is not serving as configured.
+    let circuits = engine.providers().circuits();
+    let open: Vec<&str> = circuits
+        .iter()
+        .filter(|(_, state)| *state == "open")
+        .map(|(name, _)| name.as_str())
+        .collect();
+    checks.push(json!({
+        "name": "llm",
+        "ok": open.is_empty(),
+        "message": if open.is_empty() { "no provider circuit open".to_string() } else { format!("circuit open: {}", open.join(", ")) },
+    }));
     checks.push(json!({
         "name": "admission",
         "ok": engine.is_accepting(),

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use aml_triage::Engine;
 use aml_triage::domain::AgentKind;
 use aml_triage::http::openapi;
 use aml_triage::metrics::Metrics;
@@ -462,6 +463,36 @@ async fn ready_is_503_when_the_database_is_unreachable() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(back, "ready again once the database is back");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_is_503_when_an_llm_circuit_is_open() {
+    let mut settings = http_settings();
+    // A provider that cannot be reached, whose circuit opens at the first failure.
+    settings.context_builder_provider = "anthropic".into();
+    settings.anthropic_api_key = Some(aml_triage::llm::secret::ApiKey::new("test-key-not-real"));
+    settings.anthropic_base_url = "http://127.0.0.1:1".into();
+    settings.llm_circuit_failures = 1;
+    settings.llm_circuit_cooldown_seconds = 600.0;
+    settings.max_retries = 0;
+    let engine = Arc::new(Engine::builder(settings).start().await.unwrap());
+    let s = TestServer::around(engine);
+    assert_eq!(s.get("/ready", None).await.status(), 200);
+    let r = s
+        .post(
+            "/v1/alerts?wait=true",
+            Some(SUBMITTER),
+            clean_alert("llm-down-1"),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let decision = json_of(r).await;
+    assert_ne!(decision["disposition"], "AUTO_CLEAR", "{decision}");
+    let r = s.get("/ready", None).await;
+    assert_eq!(r.status(), 503);
+    let body = json_of(r).await;
+    assert_eq!(body["failing"], json!(["llm"]), "{body}");
     s.stop().await;
 }
 
