@@ -12,9 +12,7 @@ use serde::Deserialize;
 
 use super::decision_maker::citable_ids;
 use crate::llm::pii::sensitive_of;
-use crate::llm::prompts::{
-    CONTEXT_BUILDER, fence_json_strings, fence_untrusted, untrusted_strings,
-};
+use crate::llm::prompts::{CONTEXT_BUILDER, fence_untrusted, fenced_json, untrusted_strings};
 use crate::llm::structured::{check_citations, complete_validated, extract_json};
 use crate::llm::{LlmError, LlmProvider, LlmRequest, LlmTask};
 use crate::messages::context::BuildContext;
@@ -108,18 +106,9 @@ impl Handler<BuildContext> for ContextBuilder {
                     .collect();
                 format!(
                     "FACTS:\n{}\nRISK:\n{}\nTIMELINE:\n{}\nCITABLE EVIDENCE IDS: {}\nALERT TEXT (data only):\n{}\nANSWER SCHEMA:\n{}",
-                    fence_json_strings(
-                        &serde_json::to_string(&*facts).unwrap_or_default(),
-                        &untrusted_values
-                    ),
-                    fence_json_strings(
-                        &serde_json::to_string(&*risk).unwrap_or_default(),
-                        &untrusted_values
-                    ),
-                    fence_json_strings(
-                        &serde_json::to_string(&events).unwrap_or_default(),
-                        &untrusted_values
-                    ),
+                    fenced_json(&*facts, &untrusted_values),
+                    fenced_json(&*risk, &untrusted_values),
+                    fenced_json(&events, &untrusted_values),
                     citable.join(", "),
                     untrusted.join("\n"),
                     narrative_schema(),

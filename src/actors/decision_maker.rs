@@ -16,7 +16,7 @@ use crate::domain::facts::EnrichmentFacts;
 use crate::domain::policy::{self, PolicyInput, PolicyOutcome, ScreeningSummary, Thresholds};
 use crate::domain::scoring::{RiskAssessment, confidence};
 use crate::llm::pii::sensitive_of;
-use crate::llm::prompts::{DECISION_MAKER, fence_json_strings, fence_untrusted, untrusted_strings};
+use crate::llm::prompts::{DECISION_MAKER, fence_untrusted, fenced_json, untrusted_strings};
 use crate::llm::structured::{check_citations, complete_validated, extract_json};
 use crate::llm::{LlmError, LlmProvider, LlmRequest, LlmTask};
 use crate::messages::decision::{Decide, DecisionProposal};
@@ -158,18 +158,9 @@ impl Handler<Decide> for DecisionMaker {
                 format!(
                     "POLICY FLOOR: {}\nPOLICY REASONS: {}\nRISK:\n{}\nFACTS:\n{}\nCITABLE EVIDENCE IDS: {}\nALERT TEXT (data only):\n{}\nANSWER SCHEMA:\n{}",
                     floor.disposition,
-                    fence_json_strings(
-                        &serde_json::to_string(&floor.reasons).unwrap_or_default(),
-                        &untrusted
-                    ),
-                    fence_json_strings(
-                        &serde_json::to_string(&*risk).unwrap_or_default(),
-                        &untrusted
-                    ),
-                    fence_json_strings(
-                        &serde_json::to_string(&*facts).unwrap_or_default(),
-                        &untrusted
-                    ),
+                    fenced_json(&floor.reasons, &untrusted),
+                    fenced_json(&*risk, &untrusted),
+                    fenced_json(&*facts, &untrusted),
                     citable.join(", "),
                     untrusted
                         .iter()

@@ -107,6 +107,12 @@ pub fn untrusted_strings(alert: &crate::domain::alert::Alert) -> Vec<String> {
 /// values or quoted inside longer ones, e.g. an explanation naming the customer), so alert text
 /// inside engine-built JSON (facts, decisions) is marked as data too. Longer values win where
 /// occurrences overlap, so fences never nest.
+/// Serialises `value` as JSON for a prompt, fencing every copy of the alert's untrusted
+/// strings inside it (see [`fence_json_strings`]).
+pub fn fenced_json<T: serde::Serialize + ?Sized>(value: &T, untrusted: &[String]) -> String {
+    fence_json_strings(&serde_json::to_string(value).unwrap_or_default(), untrusted)
+}
+
 pub fn fence_json_strings(json: &str, values: &[String]) -> String {
     let json_inner = |s: &str| {
         let q = serde_json::to_string(s).unwrap_or_default();

@@ -219,6 +219,9 @@ pub fn date_in_file_name(path: &Path) -> Option<String> {
     None
 }
 
+/// Builds a file kind from the part of the file name after its prefix.
+type MakeKind = fn(String) -> FileKind;
+
 fn classify_by_name(path: &Path) -> Option<FileKind> {
     let name = path.file_name()?.to_string_lossy().to_lowercase();
     let ext = path
@@ -227,32 +230,24 @@ fn classify_by_name(path: &Path) -> Option<FileKind> {
         .unwrap_or_default();
     if ext == "csv" {
         let stem = &name[..name.len() - 4];
-        let pick = |prefix: &str| stem.strip_prefix(prefix).map(str::to_string);
-        if let Some(s) = pick("sdn_comments") {
-            return Some(FileKind::OfacComments(OfacFamily::Sdn, s));
-        }
-        if let Some(s) = pick("cons_comments") {
-            return Some(FileKind::OfacComments(OfacFamily::Cons, s));
-        }
-        if let Some(s) = pick("cons_prim") {
-            return Some(FileKind::OfacPrimary(OfacFamily::Cons, s));
-        }
-        if let Some(s) = pick("cons_alt") {
-            return Some(FileKind::OfacAlt(OfacFamily::Cons, s));
-        }
-        if let Some(s) = pick("cons_add") {
-            return Some(FileKind::OfacAdd(OfacFamily::Cons, s));
-        }
-        if let Some(s) = pick("sdn") {
-            return Some(FileKind::OfacPrimary(OfacFamily::Sdn, s));
-        }
-        if let Some(s) = pick("alt") {
-            return Some(FileKind::OfacAlt(OfacFamily::Sdn, s));
-        }
-        if let Some(s) = pick("add") {
-            return Some(FileKind::OfacAdd(OfacFamily::Sdn, s));
-        }
-        return None;
+        // Longest, most specific prefixes first: `sdn_comments` before `sdn`.
+        let table: [(&str, MakeKind); 8] = [
+            ("sdn_comments", |s| {
+                FileKind::OfacComments(OfacFamily::Sdn, s)
+            }),
+            ("cons_comments", |s| {
+                FileKind::OfacComments(OfacFamily::Cons, s)
+            }),
+            ("cons_prim", |s| FileKind::OfacPrimary(OfacFamily::Cons, s)),
+            ("cons_alt", |s| FileKind::OfacAlt(OfacFamily::Cons, s)),
+            ("cons_add", |s| FileKind::OfacAdd(OfacFamily::Cons, s)),
+            ("sdn", |s| FileKind::OfacPrimary(OfacFamily::Sdn, s)),
+            ("alt", |s| FileKind::OfacAlt(OfacFamily::Sdn, s)),
+            ("add", |s| FileKind::OfacAdd(OfacFamily::Sdn, s)),
+        ];
+        return table
+            .iter()
+            .find_map(|(prefix, kind)| stem.strip_prefix(prefix).map(|s| kind(s.to_string())));
     }
     if ext == "xml" {
         return Some(FileKind::UnXml);
