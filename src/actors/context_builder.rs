@@ -16,7 +16,7 @@ use crate::llm::prompts::{CONTEXT_BUILDER, fence_untrusted, fenced_json, untrust
 use crate::llm::structured::{check_citations, complete_validated, extract_json};
 use crate::llm::{LlmError, LlmProvider, LlmRequest, LlmTask};
 use crate::messages::context::BuildContext;
-use crate::messages::{StepMeta, StepReply, StepResult};
+use crate::messages::{StepReply, StepResult};
 
 /// Output limit for narratives.
 const NARRATIVE_MAX_TOKENS: u32 = 600;
@@ -133,21 +133,14 @@ impl Handler<BuildContext> for ContextBuilder {
             };
             let out =
                 complete_validated(&provider, request, |t| parse_narrative(t, &citable)).await?;
+            let (narrative, meta) = out.into_parts();
             Ok(StepReply {
                 output: CaseContext {
                     guidance: guidance(&facts, &risk),
                     timeline: events,
-                    narrative: out.value,
+                    narrative,
                 },
-                meta: StepMeta {
-                    provider: out.provider,
-                    model: out.model,
-                    prompt_version: out.prompt_version,
-                    tokens_in: out.tokens_in,
-                    tokens_out: out.tokens_out,
-                    cost_usd: out.cost_usd,
-                    notes: out.repairs,
-                },
+                meta,
             })
         };
         guarded(self, AgentKind::ContextBuilder, &msg.env, work)

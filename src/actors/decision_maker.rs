@@ -20,7 +20,7 @@ use crate::llm::prompts::{DECISION_MAKER, fence_untrusted, fenced_json, untruste
 use crate::llm::structured::{check_citations, complete_validated, extract_json};
 use crate::llm::{LlmError, LlmProvider, LlmRequest, LlmTask};
 use crate::messages::decision::{Decide, DecisionProposal};
-use crate::messages::{AgentError, StepMeta, StepReply, StepResult};
+use crate::messages::{AgentError, StepReply, StepResult};
 
 /// Output limit for proposals.
 const PROPOSAL_MAX_TOKENS: u32 = 800;
@@ -191,7 +191,7 @@ impl Handler<Decide> for DecisionMaker {
             let out = complete_validated(&provider, request, |t| parse_proposal(t, &citable))
                 .await
                 .map_err(AgentError::Llm)?;
-            let (proposed, model_conf, rationale, cited) = out.value;
+            let ((proposed, model_conf, rationale, cited), meta) = out.into_parts();
             let confidence = evidence_conf.min(model_conf);
             let disposition = policy::bound(floor.disposition, proposed, confidence, &t);
             Ok(StepReply {
@@ -203,15 +203,7 @@ impl Handler<Decide> for DecisionMaker {
                     policy: floor,
                     model_disposition: Some(proposed),
                 },
-                meta: StepMeta {
-                    provider: out.provider,
-                    model: out.model,
-                    prompt_version: out.prompt_version,
-                    tokens_in: out.tokens_in,
-                    tokens_out: out.tokens_out,
-                    cost_usd: out.cost_usd,
-                    notes: out.repairs,
-                },
+                meta,
             })
         };
         guarded(self, AgentKind::DecisionMaker, &msg.env, work)

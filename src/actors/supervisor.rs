@@ -494,11 +494,7 @@ impl Progress {
             Err((e, attempts)) => {
                 tracing::warn!(agent = %kind, error = %e, attempts, "step failed: taking the deterministic fallback");
                 let output = fallback(&e);
-                let meta = StepMeta {
-                    provider: DETERMINISTIC.into(),
-                    model: "fallback".into(),
-                    ..Default::default()
-                };
+                let meta = StepMeta::fallback();
                 (output, meta, attempts, Some(e.to_string()))
             }
         };
@@ -580,27 +576,14 @@ impl Progress {
         };
         let latency_ms = started.elapsed().as_millis() as u64;
         let (verdict, meta, error) = match outcome {
-            Ok(o) => (
-                o.value,
-                StepMeta {
-                    provider: o.provider,
-                    model: o.model,
-                    prompt_version: o.prompt_version,
-                    tokens_in: o.tokens_in,
-                    tokens_out: o.tokens_out,
-                    cost_usd: o.cost_usd,
-                    notes: o.repairs,
-                },
-                None,
-            ),
+            Ok(o) => {
+                let (verdict, meta) = o.into_parts();
+                (verdict, meta, None)
+            }
             Err(e) => {
                 let e = AgentError::Llm(e);
                 tracing::warn!(agent = %kind, error = %e, attempts = attempt, "supervisor check failed: escalating");
-                let meta = StepMeta {
-                    provider: DETERMINISTIC.into(),
-                    model: "fallback".into(),
-                    ..Default::default()
-                };
+                let meta = StepMeta::fallback();
                 (
                     CheckVerdict::failed(&e.to_string()),
                     meta,

@@ -34,6 +34,22 @@ pub struct Outcome<T> {
     pub repairs: Vec<String>,
 }
 
+impl<T> Outcome<T> {
+    /// The value and the step provenance it carries.
+    pub fn into_parts(self) -> (T, crate::messages::StepMeta) {
+        let meta = crate::messages::StepMeta {
+            provider: self.provider,
+            model: self.model,
+            prompt_version: self.prompt_version,
+            tokens_in: self.tokens_in,
+            tokens_out: self.tokens_out,
+            cost_usd: self.cost_usd,
+            notes: self.repairs,
+        };
+        (self.value, meta)
+    }
+}
+
 /// The JSON object in a model's text: models often wrap it in a code fence or a sentence.
 pub fn extract_json(text: &str) -> &str {
     let t = text.trim();

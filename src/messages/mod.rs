@@ -52,6 +52,17 @@ pub struct StepMeta {
     pub notes: Vec<String>,
 }
 
+impl StepMeta {
+    /// Provenance of a step's deterministic fallback (no model was involved).
+    pub fn fallback() -> Self {
+        Self {
+            provider: crate::actors::data_enrichment::DETERMINISTIC.into(),
+            model: "fallback".into(),
+            ..Default::default()
+        }
+    }
+}
+
 /// A step's successful answer.
 #[derive(Debug, Clone)]
 pub struct StepReply<O> {
