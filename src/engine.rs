@@ -527,6 +527,39 @@ impl Engine {
             .await
     }
 
+    /// Finishes one stored alert from its journal: the completed steps are taken as they are
+    /// and the rest run now. Answers the existing decision if it is already decided. This is
+    /// how a node takes over an alert another node started (an expired lease, a redelivered
+    /// queue message); the store still keeps exactly one decision if both finish.
+    pub async fn resume_alert(&self, alert_id: &str) -> Result<Decision, TriageError> {
+        let store_err = |e: crate::store::StoreError| TriageError::Store(e.to_string());
+        if let Some(decision) = self.store.decision(alert_id).await.map_err(store_err)? {
+            return serde_json::from_value(decision)
+                .map_err(|e| TriageError::Store(format!("stored decision unreadable: {e}")));
+        }
+        let stored = self
+            .store
+            .alert(alert_id)
+            .await
+            .map_err(store_err)?
+            .ok_or_else(|| TriageError::NotFound {
+                alert_id: alert_id.to_string(),
+            })?;
+        let steps: Vec<StepRecord> = self
+            .store
+            .steps(alert_id)
+            .await
+            .map_err(store_err)?
+            .into_iter()
+            .filter(|s| s.status == "completed" || s.status == "degraded")
+            .collect();
+        let alert = Alert::from_json_limited(&stored.raw_json, usize::MAX)?;
+        let permit = self.submitter.admit(true).await?;
+        self.submitter
+            .triage(alert, Arc::from(stored.raw_json), Some(steps), permit)
+            .await
+    }
+
     /// Health of the four agents.
     pub fn health(&self) -> Vec<AgentHealth> {
         self.agents.health()

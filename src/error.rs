@@ -28,6 +28,12 @@ pub enum TriageError {
         /// Suggested wait.
         retry_after: Duration,
     },
+    /// No alert with this id was ever stored (only from [`crate::Engine::resume_alert`]).
+    #[error("alert {alert_id} is not stored")]
+    NotFound {
+        /// The id.
+        alert_id: String,
+    },
     /// The engine is shutting down and takes no new alerts.
     #[error("engine is shutting down")]
     ShuttingDown,

@@ -310,6 +310,7 @@ impl Metrics {
             TriageError::Conflict { .. } => "conflict",
             TriageError::InProgress { .. } => "in_progress",
             TriageError::Busy { .. } => "busy",
+            TriageError::NotFound { .. } => "not_found",
             TriageError::ShuttingDown => "shutting_down",
             TriageError::Store(_) => "store",
             TriageError::Unavailable(_) => "unavailable",

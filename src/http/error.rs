@@ -191,6 +191,9 @@ impl From<TriageError> for ApiError {
                 status: "in_progress".into(),
             },
             TriageError::Busy { retry_after } => ApiError::Busy { retry_after },
+            TriageError::NotFound { alert_id } => {
+                ApiError::NotFound(format!("no alert {alert_id}"))
+            }
             TriageError::ShuttingDown => ApiError::ShuttingDown,
             TriageError::Store(m) | TriageError::Unavailable(m) => {
                 tracing::error!(error = %m, "engine unavailable while serving a request");

@@ -18,6 +18,7 @@ on_both_backends!(
     resubmission_returns_same_decision,
     conflicting_resubmission_is_rejected,
     crash_mid_alert_resumes_without_repeating_steps,
+    stored_alert_is_finished_by_another_node,
 );
 
 fn db_settings(db: &TestDb, node: &str) -> aml_triage::Settings {
@@ -120,6 +121,47 @@ async fn conflicting_resubmission_is_rejected(kind: Kind) {
         .await;
     let stored: aml_triage::Decision = serde_json::from_str(&stored.unwrap()).unwrap();
     assert_eq!(stored, first);
+}
+
+async fn stored_alert_is_finished_by_another_node(kind: Kind) {
+    let db = TestDb::new(kind).await;
+    let engine = Engine::builder(db_settings(&db, "takeover-node"))
+        .resume_unfinished(false)
+        .start()
+        .await
+        .unwrap();
+    // What a node leaves behind when it dies right after persisting an alert.
+    let raw = clean_alert("orphan-1");
+    let alert: aml_triage::Alert = serde_json::from_str(&raw).unwrap();
+    let admitted = engine
+        .store()
+        .admit(aml_triage::store::AlertRecord {
+            alert_id: "orphan-1".into(),
+            raw_json: raw.clone(),
+            content_hash: aml_triage::engine::content_hash(&alert),
+            customer_id: alert.customer.customer_id.clone(),
+            alert_type: "sanctions_screening".into(),
+            priority: "medium".into(),
+            created_at: alert.created_at,
+            received_at: chrono::Utc::now(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(admitted, aml_triage::store::AdmitOutcome::Inserted);
+    let decided = engine.resume_alert("orphan-1").await.unwrap();
+    assert_eq!(decided.alert_id, "orphan-1");
+    // Asking again answers the stored decision; there is still exactly one.
+    assert_eq!(engine.resume_alert("orphan-1").await.unwrap(), decided);
+    assert_eq!(
+        db.scalar("SELECT COUNT(*) FROM decisions WHERE alert_id = 'orphan-1'")
+            .await,
+        1
+    );
+    match engine.resume_alert("never-stored").await {
+        Err(TriageError::NotFound { alert_id }) => assert_eq!(alert_id, "never-stored"),
+        other => panic!("expected not found, got {other:?}"),
+    }
+    engine.shutdown().await;
 }
 
 /// A batch of alerts that exercise every step: clean ones and escalating ones.
