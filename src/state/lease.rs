@@ -1,0 +1,247 @@
+//! Leases on in-flight alerts, so that several nodes on one database never lose an alert and
+//! rarely work on the same one.
+//!
+//! * A node takes the lease (`SET NX PX`, holder = its node id) before it admits or resumes
+//!   an alert, and releases it (compare-and-delete) once the alert is decided or has failed.
+//! * A heartbeat renews every lease the node holds (compare-and-renew) every
+//!   `LEASE_HEARTBEAT_SECONDS`; a lease lapses `LEASE_TTL_SECONDS` after the node stops
+//!   renewing it (it died, or lost Redis).
+//! * A sweeper on every node with shared state lists the store's unfinished alerts; one
+//!   without a lease on two sweeps in a row (so a lease being re-established after a Redis
+//!   restart is not mistaken for a dead node) is taken over: lease taken, then finished from
+//!   its journal by [`crate::Engine::resume_alert`]'s path.
+//!
+//! Leases make duplicate work rare, not impossible (a paused node can lose its lease and carry
+//! on): exactly one decision per alert is the store's guarantee, not this module's.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, Weak};
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+
+use super::StateStore;
+use crate::metrics::Metrics;
+use crate::store::Store;
+
+/// Finishes one stored alert from its journal (the engine's resume path).
+pub type ResumeFn =
+    Arc<dyn Fn(String) -> BoxFuture<'static, Result<(), String>> + Send + Sync + 'static>;
+
+/// The leases this node holds, and the heartbeat and sweeper that look after them.
+pub struct Leases {
+    state: Arc<dyn StateStore>,
+    node_id: String,
+    ttl: Duration,
+    heartbeat: Duration,
+    /// Alert id -> local holders (twin submissions of one alert share the lease).
+    held: Mutex<HashMap<String, usize>>,
+    takeovers: AtomicU64,
+    sweeping: AtomicBool,
+    metrics: Metrics,
+}
+
+impl std::fmt::Debug for Leases {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Leases")
+            .field("node_id", &self.node_id)
+            .field("held", &self.held_count())
+            .finish()
+    }
+}
+
+impl Leases {
+    /// Leases of `node_id` in `state`.
+    pub fn new(
+        state: Arc<dyn StateStore>,
+        node_id: &str,
+        ttl: Duration,
+        heartbeat: Duration,
+        metrics: Metrics,
+    ) -> Self {
+        Self {
+            state,
+            node_id: node_id.to_string(),
+            ttl,
+            heartbeat,
+            held: Mutex::new(HashMap::new()),
+            takeovers: AtomicU64::new(0),
+            sweeping: AtomicBool::new(true),
+            metrics,
+        }
+    }
+
+    fn held(&self) -> std::sync::MutexGuard<'_, HashMap<String, usize>> {
+        self.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Takes the lease on `alert_id` unless another node holds it. A lease this node already
+    /// holds is shared (the supervisor joins twin submissions). True when held now.
+    pub async fn try_acquire(&self, alert_id: &str) -> bool {
+        if let Some(n) = self.held().get_mut(alert_id) {
+            *n += 1;
+            return true;
+        }
+        let taken = match self
+            .state
+            .acquire_lease(alert_id, &self.node_id, self.ttl)
+            .await
+        {
+            Ok(t) => t,
+            Err(e) => {
+                // Nobody can be asked: go ahead (the store keeps one decision regardless).
+                tracing::warn!(error = %e, alert_id, "lease store unavailable: proceeding without a lease");
+                true
+            }
+        };
+        if taken {
+            *self.held().entry(alert_id.to_string()).or_insert(0) += 1;
+        }
+        taken
+    }
+
+    /// Gives up one local hold; the lease is released when the last one goes.
+    pub async fn release(&self, alert_id: &str) {
+        let last = {
+            let mut held = self.held();
+            match held.get_mut(alert_id) {
+                Some(n) if *n > 1 => {
+                    *n -= 1;
+                    false
+                }
+                Some(_) => {
+                    held.remove(alert_id);
+                    true
+                }
+                None => false,
+            }
+        };
+        if last && let Err(e) = self.state.release_lease(alert_id, &self.node_id).await {
+            tracing::warn!(error = %e, alert_id, "lease not released: it will expire");
+        }
+    }
+
+    /// Whether this node holds the lease on `alert_id`.
+    pub fn holds(&self, alert_id: &str) -> bool {
+        self.held().contains_key(alert_id)
+    }
+
+    /// Leases held now.
+    pub fn held_count(&self) -> usize {
+        self.held().len()
+    }
+
+    /// Alerts taken over from other nodes since start.
+    pub fn takeovers(&self) -> u64 {
+        self.takeovers.load(Ordering::Relaxed)
+    }
+
+    /// Stops taking alerts over (at shutdown); held leases are still renewed until released.
+    pub fn stop_sweeping(&self) {
+        self.sweeping.store(false, Ordering::Release);
+    }
+
+    /// Renews every held lease once.
+    pub async fn renew_all(&self) {
+        let ids: Vec<String> = self.held().keys().cloned().collect();
+        for id in ids {
+            match self.state.renew_lease(&id, &self.node_id, self.ttl).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::warn!(alert_id = %id, "lease taken by another node: it may finish this alert too (one decision is kept)");
+                }
+                Err(e) => tracing::warn!(error = %e, alert_id = %id, "lease not renewed"),
+            }
+        }
+    }
+
+    /// Renews held leases every heartbeat until the leases are dropped.
+    pub fn spawn_heartbeat(self: &Arc<Self>, rt: &tokio::runtime::Handle) {
+        let weak = Arc::downgrade(self);
+        let period = self.heartbeat;
+        rt.spawn(async move {
+            loop {
+                tokio::time::sleep(period).await;
+                let Some(me) = weak.upgrade() else { return };
+                me.renew_all().await;
+            }
+        });
+    }
+
+    /// Looks for unfinished alerts nobody holds, every heartbeat, and finishes them with
+    /// `resume` under a lease of this node's. Stops when the leases are dropped.
+    pub fn spawn_sweeper(
+        self: &Arc<Self>,
+        rt: &tokio::runtime::Handle,
+        store: Weak<Store>,
+        resume: ResumeFn,
+    ) {
+        let weak = Arc::downgrade(self);
+        let period = self.heartbeat;
+        let rt2 = rt.clone();
+        rt.spawn(async move {
+            let mut unleased_before: HashSet<String> = HashSet::new();
+            loop {
+                tokio::time::sleep(period).await;
+                let (Some(me), Some(store)) = (weak.upgrade(), store.upgrade()) else {
+                    return;
+                };
+                if !me.sweeping.load(Ordering::Acquire) {
+                    return;
+                }
+                unleased_before = me.sweep(&store, &unleased_before, &resume, &rt2).await;
+            }
+        });
+    }
+
+    /// One sweep; returns the alerts found without a lease (candidates for the next sweep).
+    async fn sweep(
+        self: &Arc<Self>,
+        store: &Store,
+        unleased_before: &HashSet<String>,
+        resume: &ResumeFn,
+        rt: &tokio::runtime::Handle,
+    ) -> HashSet<String> {
+        let unfinished = match store.unfinished().await {
+            Ok(u) => u,
+            Err(e) => {
+                tracing::warn!(error = %e, "lease sweep: cannot list unfinished alerts");
+                return HashSet::new();
+            }
+        };
+        let mut unleased = HashSet::new();
+        for u in unfinished {
+            let id = u.alert.alert_id;
+            if self.holds(&id) {
+                continue;
+            }
+            match self.state.lease_holder(&id).await {
+                Ok(Some(_)) => {}
+                Ok(None) if unleased_before.contains(&id) => {
+                    if !self.try_acquire(&id).await {
+                        continue;
+                    }
+                    self.takeovers.fetch_add(1, Ordering::Relaxed);
+                    self.metrics.lease_takeover();
+                    tracing::info!(alert_id = %id, "lease expired: taking the alert over from its journal");
+                    let me = self.clone();
+                    let resume = resume.clone();
+                    rt.spawn(async move {
+                        if let Err(e) = resume(id.clone()).await {
+                            tracing::warn!(alert_id = %id, error = %e, "takeover did not finish the alert: it stays unfinished");
+                        }
+                        me.release(&id).await;
+                    });
+                }
+                Ok(None) => {
+                    unleased.insert(id);
+                }
+                // Shared state unreachable: holders cannot be known, so take nothing over.
+                Err(_) => return HashSet::new(),
+            }
+        }
+        unleased
+    }
+}
