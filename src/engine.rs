@@ -734,7 +734,9 @@ impl Engine {
     /// Finishes one stored alert from its journal: the completed steps are taken as they are
     /// and the rest run now. Answers the existing decision if it is already decided. This is
     /// how a node takes over an alert another node started (an expired lease, a redelivered
-    /// queue message); the store still keeps exactly one decision if both finish.
+    /// queue message); the store still keeps exactly one decision if both finish. The
+    /// alert's lease is taken first: while another live node holds it, this answers
+    /// [`TriageError::InProgress`].
     pub async fn resume_alert(&self, alert_id: &str) -> Result<Decision, TriageError> {
         resume_stored(&self.submitter, &self.store, alert_id).await
     }

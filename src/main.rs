@@ -472,8 +472,8 @@ async fn run_file(
     let resumed = engine.resumed().await;
     if resumed.found > 0 {
         eprintln!(
-            "resumed {} unfinished alert(s): {} decided, {} failed",
-            resumed.found, resumed.decided, resumed.failed
+            "resumed {} unfinished alert(s): {} decided, {} failed, {} left to the live node holding them",
+            resumed.found, resumed.decided, resumed.failed, resumed.held_elsewhere
         );
     }
     let total_lines = BufReader::new(std::fs::File::open(path)?).lines().count();

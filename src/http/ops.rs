@@ -112,6 +112,8 @@ pub async fn status(
         "in_flight": e.in_flight(),
         "max_concurrent_alerts": s.max_concurrent_alerts,
         "store_backend": e.store().backend_name(),
+        "state_backend": e.state().describe(),
+        "leases_held": e.leases().held_count(),
         "config_version": s.config_version(),
         "policy_version": crate::domain::policy::POLICY_VERSION,
         "agents": e.health(),
