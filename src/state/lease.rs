@@ -84,11 +84,23 @@ impl Leases {
             *n += 1;
             return true;
         }
-        let taken = match self
-            .state
-            .acquire_lease(alert_id, &self.node_id, self.ttl)
-            .await
-        {
+        let attempt = async {
+            if self
+                .state
+                .acquire_lease(alert_id, &self.node_id, self.ttl)
+                .await?
+            {
+                return Ok(true);
+            }
+            // Held under this node's id but not by this process: left by an earlier run of
+            // this node (killed before releasing it). Node ids are unique among live
+            // processes (the store's chain lock enforces it on PostgreSQL), so it is ours to
+            // take back; the compare-and-renew does that atomically.
+            self.state
+                .renew_lease(alert_id, &self.node_id, self.ttl)
+                .await
+        };
+        let taken = match attempt.await {
             Ok(t) => t,
             Err(e) => {
                 // Nobody can be asked: go ahead (the store keeps one decision regardless).

@@ -201,7 +201,7 @@ impl Drop for Killed {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_lease_is_taken_over() {
-    const N: usize = 120;
+    const N: usize = 300;
     let db = TestDb::new(Kind::Postgres).await;
     let prefix = prefix("lease");
     let dir = tempfile::tempdir().unwrap();
@@ -223,7 +223,7 @@ async fn expired_lease_is_taken_over() {
             .env("MAX_CONCURRENT_ALERTS", "16")
             .env("PROMETHEUS_PORT", "0")
             // Each model call takes a while, so the kill lands with alerts mid-pipeline.
-            .env("OFFLINE_LATENCY_MS", "40")
+            .env("OFFLINE_LATENCY_MS", "100")
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         c
@@ -234,12 +234,16 @@ async fn expired_lease_is_taken_over() {
             .spawn()
             .unwrap(),
     );
+    // Kill once some alerts are decided and some are between steps (journalled, undecided).
+    let mid_pipeline = "SELECT COUNT(DISTINCT s.alert_id) FROM step_journal s \
+             LEFT JOIN decisions d ON d.alert_id = s.alert_id WHERE d.alert_id IS NULL";
     let start = Instant::now();
     while db
         .try_scalar("SELECT COUNT(*) FROM decisions")
         .await
         .unwrap_or(0)
         < 20
+        || db.try_scalar(mid_pipeline).await.unwrap_or(0) == 0
     {
         assert!(
             start.elapsed() < Duration::from_secs(90),
@@ -251,12 +255,7 @@ async fn expired_lease_is_taken_over() {
     a.0.wait().unwrap();
     let decided_by_a = db.scalar("SELECT COUNT(*) FROM decisions").await;
     assert!(decided_by_a < N as i64, "the kill came too late");
-    let cut_off = db
-        .scalar(
-            "SELECT COUNT(DISTINCT s.alert_id) FROM step_journal s \
-             LEFT JOIN decisions d ON d.alert_id = s.alert_id WHERE d.alert_id IS NULL",
-        )
-        .await;
+    let cut_off = db.scalar(mid_pipeline).await;
     assert!(cut_off > 0, "no alert was caught mid-pipeline");
     let admitted = db.scalar("SELECT COUNT(*) FROM alerts").await;
 
@@ -361,7 +360,7 @@ impl Drop for OwnRedis {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_outage_loses_nothing() {
-    const N: usize = 150;
+    const N: usize = 300;
     let port = OwnRedis::free_port();
     let mut redis = OwnRedis::start(port);
     let url = format!("redis://127.0.0.1:{port}");
@@ -449,4 +448,33 @@ async fn redis_outage_loses_nothing() {
     );
     assert_eq!(engine.state().describe(), "redis");
     engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leases_left_by_an_earlier_run_are_taken_back() {
+    use aml_triage::state::lease::Leases;
+    let settings = redis_settings("n1", &prefix("relaunch"));
+    let redis: Arc<dyn StateStore> = Arc::new(
+        aml_triage::state::open_redis(&settings, REDIS_URL, &tokio::runtime::Handle::current())
+            .unwrap(),
+    );
+    let ttl = Duration::from_secs(60);
+    let leases = |node: &str| {
+        Leases::new(
+            redis.clone(),
+            node,
+            ttl,
+            Duration::from_secs(1),
+            aml_triage::metrics::Metrics::new(),
+        )
+    };
+    // n1's earlier process took the lease and died without releasing it.
+    assert!(leases("n1").try_acquire("A-1").await);
+    // Another node must wait for it to expire; n1's new process takes it back at once.
+    assert!(!leases("n2").try_acquire("A-1").await);
+    let relaunched = leases("n1");
+    assert!(relaunched.try_acquire("A-1").await);
+    relaunched.release("A-1").await;
+    assert_eq!(redis.lease_holder("A-1").await.unwrap(), None);
+    assert!(leases("n2").try_acquire("A-1").await);
 }
