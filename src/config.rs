@@ -903,9 +903,13 @@ fn check_file_keys(text: &str, path: &Path) -> Result<(), ConfigError> {
 fn deserialize_error(e: config::ConfigError) -> ConfigError {
     // config's messages name the lower-case key; report it under its environment name.
     let text = e.to_string();
+    // "... for key `cache_ttl` in the environment" names the key after the value; otherwise
+    // the first quoted word is the key.
     let key = text
-        .split('`')
+        .split("key `")
         .nth(1)
+        .and_then(|rest| rest.split('`').next())
+        .or_else(|| text.split('`').nth(1))
         .map(str::to_ascii_uppercase)
         .unwrap_or_else(|| "configuration".to_string());
     ConfigError::Invalid { key, message: text }
