@@ -216,7 +216,7 @@ impl Leases {
         resume: &ResumeFn,
         rt: &tokio::runtime::Handle,
     ) -> HashSet<String> {
-        let unfinished = match store.unfinished().await {
+        let unfinished = match store.unfinished_ids().await {
             Ok(u) => u,
             Err(e) => {
                 tracing::warn!(error = %e, "lease sweep: cannot list unfinished alerts");
@@ -224,8 +224,7 @@ impl Leases {
             }
         };
         let mut unleased = HashSet::new();
-        for u in unfinished {
-            let id = u.alert.alert_id;
+        for id in unfinished {
             if self.holds(&id) {
                 continue;
             }
