@@ -318,6 +318,10 @@ impl OwnRedis {
     }
 
     fn start(port: u16) -> OwnRedis {
+        Self::start_with(port, &[])
+    }
+
+    fn start_with(port: u16, extra: &[&str]) -> OwnRedis {
         let child = Command::new("redis-server")
             .args([
                 "--port",
@@ -329,6 +333,7 @@ impl OwnRedis {
                 "--appendonly",
                 "no",
             ])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -477,4 +482,109 @@ async fn leases_left_by_an_earlier_run_are_taken_back() {
     relaunched.release("A-1").await;
     assert_eq!(redis.lease_holder("A-1").await.unwrap(), None);
     assert!(leases("n2").try_acquire("A-1").await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_reports_redis_down_while_alerts_are_still_decided() {
+    use crate::http_support::{SUBMITTER, TestServer, http_settings};
+    // A port nobody listens on: Redis is down from the start.
+    let port = OwnRedis::free_port();
+    let mut settings = http_settings();
+    settings.redis_url = Some(format!("redis://:s3cret-pw@127.0.0.1:{port}"));
+    settings.redis_timeout_ms = 200;
+    let s = TestServer::start(settings).await;
+    let r = s
+        .post("/v1/alerts?wait=true", Some(SUBMITTER), clean_alert("rd-1"))
+        .await;
+    assert_eq!(r.status(), 200, "decided without Redis");
+    let r = s.get("/ready", None).await;
+    assert_eq!(r.status(), 503);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["failing"], serde_json::json!(["redis"]), "{body}");
+    assert!(!body.to_string().contains("s3cret-pw"), "{body}");
+
+    // Redis comes up on that port: the node reconnects by itself and is ready again.
+    let _redis = OwnRedis::start_with(port, &["--requirepass", "s3cret-pw"]);
+    let mut back = false;
+    for _ in 0..100 {
+        if s.get("/ready", None).await.status() == 200 {
+            back = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(back, "ready again once Redis is up");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn customer_data_api_failure_falls_back_to_store_history_without_leaking_the_key() {
+    let api = MockServer::start().await;
+    // First customer: one 503 with Retry-After, then an answer (the retry is honoured).
+    Mock::given(method("GET"))
+        .and(path("/customers/RETRY-1/history"))
+        .respond_with(ResponseTemplate::new(503).insert_header("retry-after", "0"))
+        .up_to_n_times(1)
+        .mount(&api)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/customers/RETRY-1/history"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(serde_json::json!({"past_alerts": [{"alert_id": "X"}]})),
+        )
+        .mount(&api)
+        .await;
+    // Second customer: always failing, with the key echoed in the body.
+    Mock::given(method("GET"))
+        .and(path("/customers/DOWN-1/history"))
+        .respond_with(ResponseTemplate::new(500).set_body_string("bad key customer-data-key-123"))
+        .mount(&api)
+        .await;
+    let settings = Settings {
+        external_data_api_url: Some(api.uri()),
+        external_data_api_key: Some(aml_triage::llm::secret::ApiKey::new(
+            "customer-data-key-123",
+        )),
+        external_data_max_retries: 2,
+        cache_ttl: 0,
+        ..settings()
+    };
+    let engine = Engine::builder(settings).start().await.unwrap();
+    engine
+        .submit_json(&alert_for("cd-1", "RETRY-1"))
+        .await
+        .unwrap();
+    let down = engine
+        .submit_json(&alert_for("cd-2", "DOWN-1"))
+        .await
+        .unwrap();
+    // History is context for the analyst, not a score or policy input, so the fallback
+    // leaves the disposition as it would be; the gap is on the record.
+    assert!(down.degradation_reasons.is_empty(), "{down:?}");
+    let facts = |id: &'static str| {
+        let store = engine.store().clone();
+        async move {
+            store
+                .steps(id)
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|s| s.step == "data_enrichment")
+                .unwrap()
+                .output
+        }
+    };
+    let retried = facts("cd-1").await;
+    assert_eq!(retried["history"]["source"], "external");
+    assert_eq!(retried["history"]["prior_alerts"], 1);
+    let fell_back = facts("cd-2").await;
+    assert_eq!(fell_back["history"]["source"], "store");
+    let gaps = fell_back["gaps"].to_string();
+    assert!(gaps.contains("customer-data API unavailable"), "{gaps}");
+    assert!(!gaps.contains("customer-data-key-123"), "{gaps}");
+    // 2 calls for the first customer, 1 + 2 retries for the second.
+    let calls = api.received_requests().await.unwrap();
+    assert_eq!(calls.len(), 5);
+    engine.shutdown().await;
 }
