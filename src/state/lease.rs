@@ -41,7 +41,14 @@ pub struct Leases {
     takeovers: AtomicU64,
     sweeping: AtomicBool,
     metrics: Metrics,
+    /// Alerts whose takeover failed: how often, and not to be tried again before when. An
+    /// alert that cannot be finished (unreadable, store failing) must not be retried by every
+    /// node at every heartbeat.
+    failed_takeovers: Mutex<HashMap<String, (u32, std::time::Instant)>>,
 }
+
+/// Longest wait before a failed takeover is tried again.
+const MAX_TAKEOVER_BACKOFF: Duration = Duration::from_secs(600);
 
 impl std::fmt::Debug for Leases {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -70,6 +77,7 @@ impl Leases {
             takeovers: AtomicU64::new(0),
             sweeping: AtomicBool::new(true),
             metrics,
+            failed_takeovers: Mutex::new(HashMap::new()),
         }
     }
 
@@ -208,6 +216,25 @@ impl Leases {
         });
     }
 
+    /// Records a failed takeover of `alert_id`; returns how long it is left alone (doubling
+    /// from one heartbeat, at most [`MAX_TAKEOVER_BACKOFF`]).
+    fn note_failed_takeover(&self, alert_id: &str) -> Duration {
+        let mut failed = self
+            .failed_takeovers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let attempts = failed.get(alert_id).map_or(0, |(n, _)| *n) + 1;
+        let wait = self
+            .heartbeat
+            .saturating_mul(2u32.saturating_pow(attempts.min(16)))
+            .min(MAX_TAKEOVER_BACKOFF);
+        failed.insert(
+            alert_id.to_string(),
+            (attempts, std::time::Instant::now() + wait),
+        );
+        wait
+    }
+
     /// One sweep; returns the alerts found without a lease (candidates for the next sweep).
     async fn sweep(
         self: &Arc<Self>,
@@ -224,8 +251,23 @@ impl Leases {
             }
         };
         let mut unleased = HashSet::new();
+        let now = std::time::Instant::now();
+        let backing_off: HashSet<String> = {
+            let mut failed = self
+                .failed_takeovers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            // Forget alerts that got decided meanwhile (by anyone).
+            let unfinished_set: HashSet<&String> = unfinished.iter().collect();
+            failed.retain(|id, _| unfinished_set.contains(id));
+            failed
+                .iter()
+                .filter(|(_, (_, not_before))| *not_before > now)
+                .map(|(id, _)| id.clone())
+                .collect()
+        };
         for id in unfinished {
-            if self.holds(&id) {
+            if self.holds(&id) || backing_off.contains(&id) {
                 continue;
             }
             match self.state.lease_holder(&id).await {
@@ -241,7 +283,8 @@ impl Leases {
                     let resume = resume.clone();
                     rt.spawn(async move {
                         if let Err(e) = resume(id.clone()).await {
-                            tracing::warn!(alert_id = %id, error = %e, "takeover did not finish the alert: it stays unfinished");
+                            let wait = me.note_failed_takeover(&id);
+                            tracing::warn!(alert_id = %id, error = %e, retry_in_s = wait.as_secs(), "takeover did not finish the alert: it stays unfinished");
                         }
                         me.release(&id).await;
                     });
