@@ -100,6 +100,18 @@ pub const KNOWN_KEYS: &[&str] = &[
     "HTTP_MAX_BODY_BYTES",
     "OTEL_EXPORTER_OTLP_ENDPOINT",
     "OTEL_SERVICE_NAME",
+    // Agent state, leases and caches in Redis; external customer data (issue 6).
+    "REDIS_URL",
+    "REDIS_KEY_PREFIX",
+    "REDIS_TIMEOUT_MS",
+    "CACHE_TTL",
+    "LEASE_TTL_SECONDS",
+    "LEASE_HEARTBEAT_SECONDS",
+    "STATE_PUBLISH_SECONDS",
+    "EXTERNAL_DATA_API_URL",
+    "EXTERNAL_DATA_API_KEY",
+    "EXTERNAL_DATA_TIMEOUT_SECONDS",
+    "EXTERNAL_DATA_MAX_RETRIES",
 ];
 
 /// Environment variable holding API keys as `key:role,key:role` (file key: `api_keys`).
@@ -298,6 +310,35 @@ pub struct Settings {
     pub otel_exporter_otlp_endpoint: Option<String>,
     /// `service.name` of exported traces.
     pub otel_service_name: String,
+    /// Redis holding agent state, leases and caches shared by nodes (`redis://...`); unset:
+    /// an in-process store (one node). May hold a password: only shown redacted.
+    #[serde(default)]
+    pub redis_url: Option<String>,
+    /// Prefix of every Redis key (default `aml_triage:`).
+    pub redis_key_prefix: String,
+    /// Longest one Redis command may take before Redis counts as down for this node.
+    pub redis_timeout_ms: u64,
+    /// Lifetime of cache entries (`historical:*`, `screening:*`) in seconds; 0 turns the
+    /// caches off.
+    pub cache_ttl: u64,
+    /// A lease on an in-flight alert expires this long after its last heartbeat; another
+    /// node may then take the alert over.
+    pub lease_ttl_seconds: f64,
+    /// How often a node renews its leases (at most a third of `LEASE_TTL_SECONDS`).
+    pub lease_heartbeat_seconds: f64,
+    /// How often a node publishes its agent state; the state expires after five periods.
+    pub state_publish_seconds: f64,
+    /// Customer-data API base URL (`docs/customer-data-api.md`); unset: history from the
+    /// engine's own store.
+    #[serde(default)]
+    pub external_data_api_url: Option<String>,
+    /// Key sent to the customer-data API; never logged.
+    #[serde(default)]
+    pub external_data_api_key: Option<crate::llm::secret::ApiKey>,
+    /// Per-attempt timeout of one customer-data request.
+    pub external_data_timeout_seconds: f64,
+    /// Retries of a failed customer-data request (timeouts, 429, 5xx).
+    pub external_data_max_retries: u32,
 }
 
 impl Default for Settings {
@@ -358,6 +399,17 @@ impl Default for Settings {
             http_max_body_bytes: 32 * 1024 * 1024,
             otel_exporter_otlp_endpoint: None,
             otel_service_name: "aml-triage".into(),
+            redis_url: None,
+            redis_key_prefix: "aml_triage:".into(),
+            redis_timeout_ms: 1000,
+            cache_ttl: 900,
+            lease_ttl_seconds: 15.0,
+            lease_heartbeat_seconds: 5.0,
+            state_publish_seconds: 1.0,
+            external_data_api_url: None,
+            external_data_api_key: None,
+            external_data_timeout_seconds: 5.0,
+            external_data_max_retries: 2,
         }
     }
 }
@@ -597,7 +649,104 @@ impl Settings {
                 "must be an http:// or https:// URL",
             ));
         }
+        self.validate_state()?;
         self.validate_llm()
+    }
+
+    /// The Redis, lease, cache and customer-data keys.
+    fn validate_state(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, message: String| ConfigError::Invalid {
+            key: key.into(),
+            message,
+        };
+        if let Some(url) = self.redis_url()
+            && !url.starts_with("redis://")
+        {
+            // The message must not echo the URL: it may carry a password.
+            return Err(bad(
+                "REDIS_URL",
+                "must be a redis:// URL (or unset for in-process state)".into(),
+            ));
+        }
+        let prefix = &self.redis_key_prefix;
+        if prefix.is_empty() || prefix.len() > 64 || prefix.chars().any(char::is_whitespace) {
+            return Err(bad(
+                "REDIS_KEY_PREFIX",
+                "must be 1 to 64 characters without spaces".into(),
+            ));
+        }
+        if !(10..=60_000).contains(&self.redis_timeout_ms) {
+            return Err(bad(
+                "REDIS_TIMEOUT_MS",
+                "must be between 10 and 60000".into(),
+            ));
+        }
+        if self.cache_ttl > 30 * 86_400 {
+            return Err(bad(
+                "CACHE_TTL",
+                "must be at most 2592000 seconds (0 turns caches off)".into(),
+            ));
+        }
+        let secs = |key: &str, v: f64, max: f64| {
+            if v.is_finite() && v >= 0.05 && v <= max {
+                Ok(())
+            } else {
+                Err(bad(
+                    key,
+                    format!("must be a number of seconds in [0.05, {max}], got {v}"),
+                ))
+            }
+        };
+        secs("LEASE_TTL_SECONDS", self.lease_ttl_seconds, 3600.0)?;
+        secs(
+            "LEASE_HEARTBEAT_SECONDS",
+            self.lease_heartbeat_seconds,
+            1200.0,
+        )?;
+        secs("STATE_PUBLISH_SECONDS", self.state_publish_seconds, 3600.0)?;
+        secs(
+            "EXTERNAL_DATA_TIMEOUT_SECONDS",
+            self.external_data_timeout_seconds,
+            600.0,
+        )?;
+        // Two heartbeats may be missed (a pause, a slow Redis) before the lease expires.
+        if self.lease_heartbeat_seconds * 3.0 > self.lease_ttl_seconds {
+            return Err(bad(
+                "LEASE_HEARTBEAT_SECONDS",
+                "must be at most a third of LEASE_TTL_SECONDS".into(),
+            ));
+        }
+        if let Some(url) = self.external_data_api_url()
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(bad(
+                "EXTERNAL_DATA_API_URL",
+                "must be an http(s) URL".into(),
+            ));
+        }
+        if self.external_data_max_retries > 10 {
+            return Err(bad(
+                "EXTERNAL_DATA_MAX_RETRIES",
+                "must be at most 10".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// `REDIS_URL` when set and not blank.
+    pub fn redis_url(&self) -> Option<&str> {
+        self.redis_url
+            .as_deref()
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+    }
+
+    /// `EXTERNAL_DATA_API_URL` when set and not blank.
+    pub fn external_data_api_url(&self) -> Option<&str> {
+        self.external_data_api_url
+            .as_deref()
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
     }
 
     /// The model-provider keys: names, URLs, prices, and the API key each chosen provider
@@ -754,9 +903,13 @@ fn check_file_keys(text: &str, path: &Path) -> Result<(), ConfigError> {
 fn deserialize_error(e: config::ConfigError) -> ConfigError {
     // config's messages name the lower-case key; report it under its environment name.
     let text = e.to_string();
+    // "... for key `cache_ttl` in the environment" names the key after the value; otherwise
+    // the first quoted word is the key.
     let key = text
-        .split('`')
+        .split("key `")
         .nth(1)
+        .and_then(|rest| rest.split('`').next())
+        .or_else(|| text.split('`').nth(1))
         .map(str::to_ascii_uppercase)
         .unwrap_or_else(|| "configuration".to_string());
     ConfigError::Invalid { key, message: text }
@@ -828,6 +981,28 @@ mod tests {
             .unwrap_err();
         assert!(e.to_string().contains("API_KEYS"), "{e}");
         assert!(!e.to_string().contains("secret-key"), "{e}");
+    }
+
+    #[test]
+    fn state_keys_are_validated_without_echoing_secrets() {
+        let s = Settings::load_from(None, &env(&[])).unwrap();
+        assert_eq!(s.cache_ttl, 900);
+        assert_eq!(s.redis_url(), None);
+        let e =
+            Settings::load_from(None, &env(&[("REDIS_URL", "http://user:hunter2@x")])).unwrap_err();
+        assert!(e.to_string().contains("REDIS_URL"), "{e}");
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+        let e = Settings::load_from(None, &env(&[("CACHE_TTL", "-1")])).unwrap_err();
+        assert!(e.to_string().contains("CACHE_TTL"), "{e}");
+        let e = Settings::load_from(
+            None,
+            &env(&[("LEASE_TTL_SECONDS", "3"), ("LEASE_HEARTBEAT_SECONDS", "2")]),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("LEASE_HEARTBEAT_SECONDS"), "{e}");
+        let e =
+            Settings::load_from(None, &env(&[("EXTERNAL_DATA_API_URL", "ftp://x")])).unwrap_err();
+        assert!(e.to_string().contains("EXTERNAL_DATA_API_URL"), "{e}");
     }
 
     #[test]

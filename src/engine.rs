@@ -43,6 +43,9 @@ use crate::llm::check::Checker;
 use crate::llm::registry::ProviderRegistry;
 use crate::messages::supervisor::{StopAgentOf, TriageAlert};
 use crate::metrics::Metrics;
+use crate::state::StateStore;
+use crate::state::cache::Caches;
+use crate::state::lease::{Leases, ResumeFn};
 use crate::store::{AuditVersions, StepRecord, Store, StoreOptions};
 
 /// Suggested wait given to callers turned away at admission.
@@ -118,6 +121,34 @@ impl EngineBuilder {
         let thread_settings = settings.clone();
         let (store, store_runtime) = open_store(&settings, self.migrate).await?;
         let thread_store = store.clone();
+        let state_runtime = StoreRuntime(Some(
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .thread_name("aml-triage-state")
+                .enable_all()
+                .build()
+                .map_err(|e| StartError::System(e.to_string()))?,
+        ));
+        let state_rt = state_runtime.handle();
+        let state = crate::state::open(&settings, &state_rt)?;
+        let sources = crate::actors::data_enrichment::Sources {
+            store: store.clone(),
+            external: crate::customer_data::CustomerDataClient::from_settings(&settings)?
+                .map(Arc::new),
+            caches: Caches::new(
+                state.clone(),
+                Duration::from_secs(settings.cache_ttl),
+                metrics.clone(),
+            ),
+        };
+        let leases = Arc::new(Leases::new(
+            state.clone(),
+            &settings.node_id,
+            Duration::from_secs_f64(settings.lease_ttl_seconds),
+            Duration::from_secs_f64(settings.lease_heartbeat_seconds),
+            metrics.clone(),
+        ));
+        leases.spawn_heartbeat(&state_rt);
         let thread = std::thread::Builder::new()
             .name("aml-triage-actors".into())
             .spawn(move || {
@@ -125,6 +156,7 @@ impl EngineBuilder {
                 let built = system.block_on(build(
                     thread_settings,
                     thread_store,
+                    sources,
                     refs,
                     providers,
                     thread_metrics,
@@ -145,7 +177,29 @@ impl EngineBuilder {
             accepting: Arc::new(AtomicBool::new(true)),
             admission_wait: Duration::from_secs_f64(settings.admission_wait_seconds),
             metrics: metrics.clone(),
+            leases: leases.clone(),
+            state_rt: state_rt.clone(),
         };
+        if settings.redis_url().is_some() {
+            // Shared state: other nodes' alerts may need taking over.
+            let (s, st) = (submitter.clone(), store.clone());
+            let resume: ResumeFn = Arc::new(move |alert_id: String| {
+                let (s, st) = (s.clone(), st.clone());
+                Box::pin(async move {
+                    resume_stored(&s, &st, &alert_id)
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())
+                })
+            });
+            leases.spawn_sweeper(&state_rt, Arc::downgrade(&store), resume);
+        }
+        crate::state::publisher::spawn(
+            &state_rt,
+            state.clone(),
+            Duration::from_secs_f64(settings.state_publish_seconds),
+            node_state_fn(&settings, &submitter, &parts.agents, &registry, &state),
+        );
         let (resume_tx, resume_rx) = watch::channel(None);
         if self.resume {
             let s = submitter.clone();
@@ -168,8 +222,89 @@ impl EngineBuilder {
             resumed: resume_rx,
             providers: registry,
             metrics,
+            state,
+            leases,
+            _state_runtime: state_runtime,
         })
     }
+}
+
+/// Builds this node's published state from what the engine knows.
+fn node_state_fn(
+    settings: &Settings,
+    submitter: &Submitter,
+    agents: &Arc<Agents>,
+    providers: &ProviderRegistry,
+    state: &Arc<dyn StateStore>,
+) -> crate::state::publisher::NodeStateFn {
+    let node_id = settings.node_id.clone();
+    let max = settings.max_concurrent_alerts;
+    let agent_providers: Vec<(AgentKind, String)> = vec![
+        (
+            AgentKind::ContextBuilder,
+            settings.context_builder_provider.clone(),
+        ),
+        (
+            AgentKind::DecisionMaker,
+            settings.decision_maker_provider.clone(),
+        ),
+        (
+            AgentKind::SupervisorCheck,
+            settings.supervisor_provider.clone(),
+        ),
+    ];
+    let (submitter, agents, providers, state) = (
+        submitter.clone(),
+        agents.clone(),
+        providers.clone(),
+        state.clone(),
+    );
+    Arc::new(move || {
+        let tallies = submitter.metrics.agent_tallies();
+        let circuits = providers.circuits();
+        let health = agents.health();
+        let kinds = AgentKind::ALL
+            .iter()
+            .copied()
+            .chain(std::iter::once(AgentKind::SupervisorCheck));
+        let agent_states = kinds
+            .map(|kind| {
+                let name = kind.as_str();
+                let t = tallies.get(name).cloned().unwrap_or_default();
+                let h = health.iter().find(|h| h.agent == kind);
+                let circuit = agent_providers
+                    .iter()
+                    .find(|(k, _)| *k == kind)
+                    .and_then(|(_, p)| circuits.iter().find(|(n, _)| n == p))
+                    .map_or("none", |(_, c)| *c);
+                crate::state::AgentState {
+                    agent: name.to_string(),
+                    health: h.map_or("running".to_string(), |h| {
+                        serde_json::to_value(h.status)
+                            .ok()
+                            .and_then(|v| v.as_str().map(str::to_string))
+                            .unwrap_or_default()
+                    }),
+                    in_flight: t.started.saturating_sub(t.processed),
+                    processed: t.processed,
+                    failed: t.failed,
+                    restarts: h.map_or(0, |h| h.restarts_total),
+                    last_error: t.last_error,
+                    circuit: circuit.to_string(),
+                }
+            })
+            .collect();
+        crate::state::NodeState {
+            node_id: node_id.clone(),
+            updated_at: Utc::now(),
+            in_flight: (max - submitter.admission.available_permits()) as u64,
+            leases: submitter.leases.held_count() as u64,
+            takeovers: submitter.leases.takeovers(),
+            accepting: submitter.accepting.load(Ordering::Acquire),
+            state_backend: state.describe(),
+            agents: agent_states,
+        }
+    })
 }
 
 struct Parts {
@@ -207,9 +342,19 @@ async fn open_store(
     Ok((Arc::new(store), StoreRuntime(Some(runtime))))
 }
 
-/// The store's runtime. Shut down without blocking when dropped, since the engine may be
-/// dropped inside another runtime, where a blocking shutdown would panic.
+/// The store's runtime (and the state runtime). Shut down without blocking when dropped,
+/// since the engine may be dropped inside another runtime, where a blocking shutdown would
+/// panic.
 struct StoreRuntime(Option<tokio::runtime::Runtime>);
+
+impl StoreRuntime {
+    fn handle(&self) -> tokio::runtime::Handle {
+        match &self.0 {
+            Some(rt) => rt.handle().clone(),
+            None => tokio::runtime::Handle::current(),
+        }
+    }
+}
 
 impl Drop for StoreRuntime {
     fn drop(&mut self) {
@@ -222,6 +367,7 @@ impl Drop for StoreRuntime {
 async fn build(
     settings: Arc<Settings>,
     store: Arc<Store>,
+    sources: crate::actors::data_enrichment::Sources,
     refs: ReferenceData,
     providers: ProviderRegistry,
     metrics: Metrics,
@@ -240,14 +386,13 @@ async fn build(
 
     let arbiter = Arbiter::new().handle();
     let (s, r) = (settings.clone(), refs.clone());
-    let st = store.clone();
     let enrichment = Arc::new(Slot::new(
         AgentKind::DataEnrichment,
         restart,
         Box::new(move || {
             let agent = DataEnrichment::new(
                 r.clone(),
-                st.clone(),
+                sources.clone(),
                 s.data_enrichment_model.clone(),
                 mailbox,
             );
@@ -328,6 +473,9 @@ pub struct ResumeReport {
     pub decided: usize,
     /// Of those, still failing (they stay unfinished and are tried at the next start).
     pub failed: usize,
+    /// Of those, left alone because another live node holds their lease (it finishes them,
+    /// or they are taken over when its lease expires).
+    pub held_elsewhere: usize,
 }
 
 async fn resume(s: &Submitter, store: &Store) -> ResumeReport {
@@ -364,6 +512,7 @@ async fn resume(s: &Submitter, store: &Store) -> ResumeReport {
     for r in results {
         match r {
             Ok(_) => report.decided += 1,
+            Err(TriageError::InProgress { .. }) => report.held_elsewhere += 1,
             Err(e) => {
                 report.failed += 1;
                 tracing::error!(error = %e, "resume failed");
@@ -380,6 +529,10 @@ struct Submitter {
     accepting: Arc<AtomicBool>,
     admission_wait: Duration,
     metrics: Metrics,
+    leases: Arc<Leases>,
+    /// Where each alert's lease is held and released, so a caller dropping its future does
+    /// not leave a lease behind.
+    state_rt: tokio::runtime::Handle,
 }
 
 impl Submitter {
@@ -417,6 +570,7 @@ impl Submitter {
         resume: Option<Vec<StepRecord>>,
         permit: OwnedSemaphorePermit,
     ) -> Result<Decision, TriageError> {
+        let alert_id = alert.alert_id.clone();
         let msg = TriageAlert {
             content_hash: content_hash(&alert),
             alert: Arc::new(alert),
@@ -425,10 +579,23 @@ impl Submitter {
             permit,
             resume,
         };
-        self.supervisor
-            .send(msg)
-            .await
-            .map_err(|e| TriageError::Unavailable(e.to_string()))?
+        let (supervisor, leases) = (self.supervisor.clone(), self.leases.clone());
+        // The lease is taken before the alert is admitted or resumed, and released once it
+        // is decided or has failed, in a task of its own so that a caller giving up on the
+        // answer does not cut the lease short.
+        let held = self.state_rt.spawn(async move {
+            if !leases.try_acquire(&alert_id).await {
+                return Err(TriageError::InProgress { alert_id });
+            }
+            let result = supervisor
+                .send(msg)
+                .await
+                .map_err(|e| TriageError::Unavailable(e.to_string()));
+            leases.release(&alert_id).await;
+            result?
+        });
+        held.await
+            .map_err(|e| TriageError::Unavailable(format!("alert task ended: {e}")))?
     }
 }
 
@@ -452,6 +619,43 @@ pub struct Engine {
     resumed: watch::Receiver<Option<ResumeReport>>,
     providers: ProviderRegistry,
     metrics: Metrics,
+    state: Arc<dyn StateStore>,
+    leases: Arc<Leases>,
+    /// Runs the Redis connection, lease heartbeat, sweeper and state publisher; dropped
+    /// (ending them) with the engine.
+    _state_runtime: StoreRuntime,
+}
+
+/// Finishes one stored alert from its journal (see [`Engine::resume_alert`]).
+async fn resume_stored(
+    submitter: &Submitter,
+    store: &Store,
+    alert_id: &str,
+) -> Result<Decision, TriageError> {
+    let store_err = |e: crate::store::StoreError| TriageError::Store(e.to_string());
+    if let Some(decision) = store.decision(alert_id).await.map_err(store_err)? {
+        return serde_json::from_value(decision)
+            .map_err(|e| TriageError::Store(format!("stored decision unreadable: {e}")));
+    }
+    let stored = store
+        .alert(alert_id)
+        .await
+        .map_err(store_err)?
+        .ok_or_else(|| TriageError::NotFound {
+            alert_id: alert_id.to_string(),
+        })?;
+    let steps: Vec<StepRecord> = store
+        .steps(alert_id)
+        .await
+        .map_err(store_err)?
+        .into_iter()
+        .filter(|s| s.status == "completed" || s.status == "degraded")
+        .collect();
+    let alert = Alert::from_json_limited(&stored.raw_json, usize::MAX)?;
+    let permit = submitter.admit(true).await?;
+    submitter
+        .triage(alert, Arc::from(stored.raw_json), Some(steps), permit)
+        .await
 }
 
 impl Engine {
@@ -530,34 +734,21 @@ impl Engine {
     /// Finishes one stored alert from its journal: the completed steps are taken as they are
     /// and the rest run now. Answers the existing decision if it is already decided. This is
     /// how a node takes over an alert another node started (an expired lease, a redelivered
-    /// queue message); the store still keeps exactly one decision if both finish.
+    /// queue message); the store still keeps exactly one decision if both finish. The
+    /// alert's lease is taken first: while another live node holds it, this answers
+    /// [`TriageError::InProgress`].
     pub async fn resume_alert(&self, alert_id: &str) -> Result<Decision, TriageError> {
-        let store_err = |e: crate::store::StoreError| TriageError::Store(e.to_string());
-        if let Some(decision) = self.store.decision(alert_id).await.map_err(store_err)? {
-            return serde_json::from_value(decision)
-                .map_err(|e| TriageError::Store(format!("stored decision unreadable: {e}")));
-        }
-        let stored = self
-            .store
-            .alert(alert_id)
-            .await
-            .map_err(store_err)?
-            .ok_or_else(|| TriageError::NotFound {
-                alert_id: alert_id.to_string(),
-            })?;
-        let steps: Vec<StepRecord> = self
-            .store
-            .steps(alert_id)
-            .await
-            .map_err(store_err)?
-            .into_iter()
-            .filter(|s| s.status == "completed" || s.status == "degraded")
-            .collect();
-        let alert = Alert::from_json_limited(&stored.raw_json, usize::MAX)?;
-        let permit = self.submitter.admit(true).await?;
-        self.submitter
-            .triage(alert, Arc::from(stored.raw_json), Some(steps), permit)
-            .await
+        resume_stored(&self.submitter, &self.store, alert_id).await
+    }
+
+    /// Where agent state, leases and caches are kept (Redis or in process).
+    pub fn state(&self) -> &Arc<dyn StateStore> {
+        &self.state
+    }
+
+    /// This node's leases on in-flight alerts.
+    pub fn leases(&self) -> &Arc<Leases> {
+        &self.leases
     }
 
     /// Health of the four agents.
@@ -627,6 +818,7 @@ impl Engine {
     /// flight when the grace period ran out (they resume at the next start).
     pub async fn shutdown(&self) -> usize {
         self.submitter.accepting.store(false, Ordering::Release);
+        self.leases.stop_sweeping();
         let grace = Duration::from_secs_f64(self.settings.shutdown_grace_seconds);
         let all = self.settings.max_concurrent_alerts as u32;
         let left =

@@ -25,9 +25,12 @@
 //! - [`evaluation`]: comparison of decisions with labelled alerts (`aml-triage eval`).
 //! - [`http`]: the HTTP ingress (actix-web): routes, API-key auth, OpenAPI document.
 //! - [`metrics`]: the Prometheus registry; [`telemetry`]: logs and OTLP traces.
+//! - [`state`]: agent state, leases and caches, in Redis (`REDIS_URL`) or in process;
+//!   [`customer_data`]: the external customer-data API client.
 
 pub mod actors;
 pub mod config;
+pub mod customer_data;
 pub mod domain;
 pub mod engine;
 pub mod error;
@@ -38,6 +41,7 @@ pub mod llm;
 pub mod messages;
 pub mod metrics;
 pub mod screening;
+pub mod state;
 pub mod store;
 pub mod telemetry;
 pub mod typologies;

@@ -45,6 +45,16 @@ enum Command {
     Purge(DbArgs),
     /// Serve the HTTP API (and /metrics on PROMETHEUS_PORT) until SIGTERM or Ctrl-C, then drain.
     Serve(ServeArgs),
+    /// Print every live node's agent state from Redis (REDIS_URL): health, in-flight,
+    /// processed and failed counts, restarts, last error, circuit state.
+    Status(StatusArgs),
+}
+
+#[derive(clap::Args)]
+struct StatusArgs {
+    /// Print JSON (one array of node states) instead of a table.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(clap::Args)]
@@ -213,6 +223,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let _telemetry = init_logging(&settings)?;
             serve(settings, !args.no_migrate, args.workers).await
         }
+        Command::Status(args) => status(settings, args.json).await,
         Command::Migrate(db) => {
             let (store, _telemetry) = admin_store(&mut settings, &db).await?;
             store.migrate().await?;
@@ -275,6 +286,63 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `aml-triage status`: reads the agent state every live node published to Redis.
+async fn status(settings: Settings, json: bool) -> Result<ExitCode> {
+    use aml_triage::state::StateStore;
+    settings.validate()?;
+    let Some(url) = settings.redis_url() else {
+        eprintln!(
+            "REDIS_URL is not set: agent state is kept in process by each node \
+             (see GET /v1/status on a running node)"
+        );
+        return Ok(ExitCode::from(2));
+    };
+    let redis = aml_triage::state::open_redis(&settings, url, &tokio::runtime::Handle::current())?;
+    let nodes = redis
+        .nodes()
+        .await
+        .with_context(|| format!("cannot read agent state from {}", store::redact_url(url)))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&nodes)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if nodes.is_empty() {
+        println!("no live node has published agent state");
+        return Ok(ExitCode::SUCCESS);
+    }
+    for n in &nodes {
+        println!(
+            "node {}  updated {}  in_flight {}  leases {}  takeovers {}  accepting {}  state {}",
+            n.node_id,
+            n.updated_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            n.in_flight,
+            n.leases,
+            n.takeovers,
+            n.accepting,
+            n.state_backend
+        );
+        println!(
+            "  {:<17} {:<10} {:>9} {:>10} {:>7} {:>8} {:<9} last_error",
+            "agent", "health", "in_flight", "processed", "failed", "restarts", "circuit"
+        );
+        for a in &n.agents {
+            println!(
+                "  {:<17} {:<10} {:>9} {:>10} {:>7} {:>8} {:<9} {}",
+                a.agent,
+                a.health,
+                a.in_flight,
+                a.processed,
+                a.failed,
+                a.restarts,
+                a.circuit,
+                a.last_error.as_deref().unwrap_or("-")
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// A store for an administrative command. It writes (purge records, verify reads) under its
@@ -404,8 +472,8 @@ async fn run_file(
     let resumed = engine.resumed().await;
     if resumed.found > 0 {
         eprintln!(
-            "resumed {} unfinished alert(s): {} decided, {} failed",
-            resumed.found, resumed.decided, resumed.failed
+            "resumed {} unfinished alert(s): {} decided, {} failed, {} left to the live node holding them",
+            resumed.found, resumed.decided, resumed.failed, resumed.held_elsewhere
         );
     }
     let total_lines = BufReader::new(std::fs::File::open(path)?).lines().count();

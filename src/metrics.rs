@@ -103,8 +103,33 @@ pub struct RouteLabels {
     pub route: String,
 }
 
+/// Labels: a cache lookup.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CacheLabels {
+    /// `historical` or `screening`.
+    pub cache: String,
+    /// `hit` or `miss`.
+    pub result: String,
+}
+
+/// Per-agent step counts since start, for the agent state published to other nodes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AgentTally {
+    /// Steps started.
+    pub started: u64,
+    /// Steps ended (completed or degraded).
+    pub processed: u64,
+    /// Failed attempts.
+    pub failed: u64,
+    /// Kind of the last failed attempt.
+    pub last_error: Option<String>,
+}
+
 struct Inner {
     registry: Registry,
+    cache_requests: Family<CacheLabels, Counter>,
+    lease_takeovers: Counter,
+    tallies: Mutex<std::collections::HashMap<String, AgentTally>>,
     alerts_processed: Family<DispositionLabels, Counter>,
     alerts_failed: Family<ReasonLabels, Counter>,
     step_duration: Family<AgentLabels, Histogram>,
@@ -167,6 +192,8 @@ impl Metrics {
         "aml_triage_llm_cost_usd_total",
         "aml_triage_http_requests_total",
         "aml_triage_http_request_duration_seconds",
+        "aml_triage_cache_requests_total",
+        "aml_triage_lease_takeovers_total",
     ];
 
     /// A fresh registry with every family registered.
@@ -267,9 +294,24 @@ impl Metrics {
             "HTTP request latency, by route pattern",
             http_duration.clone(),
         );
+        let cache_requests = Family::<CacheLabels, Counter>::default();
+        registry.register(
+            "cache_requests",
+            "Cache lookups, by cache (historical, screening) and result (hit, miss)",
+            cache_requests.clone(),
+        );
+        let lease_takeovers = Counter::default();
+        registry.register(
+            "lease_takeovers",
+            "Alerts this node took over after another node's lease expired",
+            lease_takeovers.clone(),
+        );
         Self {
             inner: Arc::new(Inner {
                 registry,
+                cache_requests,
+                lease_takeovers,
+                tallies: Mutex::new(std::collections::HashMap::new()),
                 alerts_processed,
                 alerts_failed,
                 step_duration,
@@ -323,8 +365,58 @@ impl Metrics {
             .inc();
     }
 
+    /// A cache lookup: `cache` is `historical` or `screening`.
+    pub fn cache_lookup(&self, cache: &str, hit: bool) {
+        self.inner
+            .cache_requests
+            .get_or_create(&CacheLabels {
+                cache: cache.to_string(),
+                result: if hit { "hit" } else { "miss" }.to_string(),
+            })
+            .inc();
+    }
+
+    /// Cache lookups so far: `(hits, misses)` of `cache`.
+    pub fn cache_counts(&self, cache: &str) -> (u64, u64) {
+        let get = |result: &str| {
+            self.inner
+                .cache_requests
+                .get_or_create(&CacheLabels {
+                    cache: cache.to_string(),
+                    result: result.to_string(),
+                })
+                .get()
+        };
+        (get("hit"), get("miss"))
+    }
+
+    /// This node took over an alert whose lease had expired.
+    pub fn lease_takeover(&self) {
+        self.inner.lease_takeovers.inc();
+    }
+
+    fn tally(&self, agent: &str, f: impl FnOnce(&mut AgentTally)) {
+        let mut t = self.inner.tallies.lock().unwrap_or_else(|p| p.into_inner());
+        f(t.entry(agent.to_string()).or_default());
+    }
+
+    /// A step of `agent` is about to call the agent (not taken from the journal).
+    pub fn step_started(&self, agent: &str) {
+        self.tally(agent, |t| t.started += 1);
+    }
+
+    /// Per-agent step counts since start.
+    pub fn agent_tallies(&self) -> std::collections::HashMap<String, AgentTally> {
+        self.inner
+            .tallies
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     /// A step ended (after its retries); `degraded` when it took the fallback.
     pub fn step(&self, agent: &str, seconds: f64, degraded: bool) {
+        self.tally(agent, |t| t.processed += 1);
         let labels = AgentLabels {
             agent: agent.to_string(),
         };
@@ -339,6 +431,10 @@ impl Metrics {
 
     /// One step attempt failed with an error of `kind`.
     pub fn step_error(&self, agent: &str, kind: &str) {
+        self.tally(agent, |t| {
+            t.failed += 1;
+            t.last_error = Some(kind.to_string());
+        });
         self.inner
             .step_errors
             .get_or_create(&ErrorLabels {
@@ -449,6 +545,8 @@ mod tests {
         m.llm_call("context_builder", "offline", "m", 1, 2, 0.5);
         m.admission_rejected("busy");
         m.http_request("/health", "GET", 200, 0.001);
+        m.cache_lookup("historical", true);
+        m.lease_takeover();
         let text = m.encode(
             0,
             &[AgentHealth {

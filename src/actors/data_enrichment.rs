@@ -5,30 +5,44 @@ use std::sync::Arc;
 use actix::{Actor, Context, Handler, ResponseActFuture};
 
 use super::agent::{guarded, stoppable};
+use crate::customer_data::CustomerDataClient;
 use crate::domain::AgentKind;
-use crate::domain::enrichment::{ReferenceData, enrich};
+use crate::domain::alert::Alert;
+use crate::domain::enrichment::{ReferenceData, enrich_screened};
 use crate::domain::facts::{CustomerHistory, EnrichmentFacts};
 use crate::messages::enrichment::Enrich;
 use crate::messages::{AgentError, StepMeta, StepReply, StepResult};
+use crate::state::cache::Caches;
 use crate::store::Store;
 
 /// Provider name recorded for steps that involve no model.
 pub const DETERMINISTIC: &str = "deterministic";
 
+/// Where enrichment gets what the alert does not carry.
+#[derive(Clone)]
+pub struct Sources {
+    /// The store: the engine's own history of the customer.
+    pub store: Arc<Store>,
+    /// The customer-data API, when configured; it takes precedence over the store.
+    pub external: Option<Arc<CustomerDataClient>>,
+    /// History and screening caches.
+    pub caches: Caches,
+}
+
 /// The DataEnrichment agent.
 pub struct DataEnrichment {
     refs: ReferenceData,
-    store: Arc<Store>,
+    sources: Sources,
     model: String,
     mailbox: usize,
 }
 
 impl DataEnrichment {
-    /// An agent reading `refs` and customer history from `store`.
-    pub fn new(refs: ReferenceData, store: Arc<Store>, model: String, mailbox: usize) -> Self {
+    /// An agent reading `refs`, and customer history from `sources`.
+    pub fn new(refs: ReferenceData, sources: Sources, model: String, mailbox: usize) -> Self {
         Self {
             refs,
-            store,
+            sources,
             model,
             mailbox,
         }
@@ -45,32 +59,86 @@ impl Actor for DataEnrichment {
 
 stoppable!(DataEnrichment);
 
+/// The customer's history: from the customer-data API (through its cache) when configured,
+/// else from the store. If the API fails after its retries, the store's history is used and
+/// the gap is returned to be stated in the facts.
+async fn customer_history(
+    sources: &Sources,
+    alert: &Alert,
+) -> Result<(CustomerHistory, Option<String>), AgentError> {
+    let customer_id = &alert.customer.customer_id;
+    if let Some(client) = &sources.external {
+        match sources
+            .caches
+            .history(customer_id, client.history(customer_id))
+            .await
+        {
+            Ok(h) => return Ok((h.to_facts(&alert.alert_id), None)),
+            Err(e) => {
+                tracing::warn!(error = %e, "customer-data API failed: using the engine's own history");
+                let (h, _) = store_history(sources, alert).await?;
+                return Ok((
+                    h,
+                    Some(format!(
+                        "customer-data API unavailable ({e}): history from the engine's own records only"
+                    )),
+                ));
+            }
+        }
+    }
+    store_history(sources, alert).await
+}
+
+async fn store_history(
+    sources: &Sources,
+    alert: &Alert,
+) -> Result<(CustomerHistory, Option<String>), AgentError> {
+    let (prior_alerts, prior_escalations) = sources
+        .store
+        .customer_history(&alert.customer.customer_id, &alert.alert_id)
+        .await
+        .map_err(|e| AgentError::Source(e.to_string()))?;
+    Ok((
+        CustomerHistory {
+            prior_alerts,
+            prior_escalations,
+            source: "store".into(),
+            account_profile: None,
+        },
+        None,
+    ))
+}
+
+fn join_error(e: tokio::task::JoinError) -> AgentError {
+    match e.try_into_panic() {
+        Ok(p) => AgentError::Panicked(super::agent::panic_message(p.as_ref())),
+        Err(e) => AgentError::Source(e.to_string()),
+    }
+}
+
 impl Handler<Enrich> for DataEnrichment {
     type Result = ResponseActFuture<Self, StepResult<EnrichmentFacts>>;
 
     fn handle(&mut self, msg: Enrich, _ctx: &mut Self::Context) -> Self::Result {
         let refs = self.refs.clone();
-        let store = self.store.clone();
+        let sources = self.sources.clone();
         let model = self.model.clone();
         let alert = msg.env.alert.clone();
         let work = async move {
-            let (prior_alerts, prior_escalations) = store
-                .customer_history(&alert.customer.customer_id, &alert.alert_id)
-                .await
-                .map_err(|e| AgentError::Source(e.to_string()))?;
-            let history = CustomerHistory {
-                prior_alerts,
-                prior_escalations,
-                source: "store".into(),
-            };
+            let (history, gap) = customer_history(&sources, &alert).await?;
             // Screening and typologies are CPU work: keep them off the agent's event loop so
             // that other alerts' messages (and cancellations) are still served.
-            let facts = tokio::task::spawn_blocking(move || enrich(&alert, &refs, history))
+            let outcome = sources
+                .caches
+                .screening(&alert, &refs)
                 .await
-                .map_err(|e| match e.try_into_panic() {
-                    Ok(p) => AgentError::Panicked(super::agent::panic_message(p.as_ref())),
-                    Err(e) => AgentError::Source(e.to_string()),
-                })?;
+                .map_err(join_error)?;
+            let mut facts = tokio::task::spawn_blocking(move || {
+                enrich_screened(&alert, &refs, history, outcome)
+            })
+            .await
+            .map_err(join_error)?;
+            facts.gaps.extend(gap);
             Ok(StepReply {
                 output: facts,
                 meta: StepMeta {

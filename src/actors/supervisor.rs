@@ -487,6 +487,7 @@ impl Progress {
             return Ok(done);
         }
         let started = Instant::now();
+        self.shared.cfg.metrics.step_started(kind.as_str());
         let outcome = call_agent(slot, kind, &self.shared.cfg, &self.alert, make).await;
         let latency_ms = started.elapsed().as_millis() as u64;
         let (output, meta, attempts, error) = match outcome {
@@ -559,6 +560,7 @@ impl Progress {
         let (timeout, retry) = (self.shared.cfg.timeout(kind), self.shared.cfg.retry);
         let citable = citable_ids(facts, risk);
         let started = Instant::now();
+        self.shared.cfg.metrics.step_started(kind.as_str());
         let mut attempt = 0u32;
         let outcome = loop {
             attempt += 1;

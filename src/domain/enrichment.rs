@@ -39,7 +39,17 @@ impl ReferenceData {
 
 /// Establishes the facts about `alert`. `history` comes from the store or an external source.
 pub fn enrich(alert: &Alert, refs: &ReferenceData, history: CustomerHistory) -> EnrichmentFacts {
-    let outcome = refs.lists.screen(alert);
+    enrich_screened(alert, refs, history, refs.lists.screen(alert))
+}
+
+/// [`enrich`] with the screening already done (`outcome` is `refs.lists.screen(alert)`,
+/// possibly from a cache).
+pub fn enrich_screened(
+    alert: &Alert,
+    refs: &ReferenceData,
+    history: CustomerHistory,
+    outcome: crate::screening::ScreeningOutcome,
+) -> EnrichmentFacts {
     let mut gaps = Vec::new();
     let mut unverifiable = outcome.unverifiable;
     // A claim on a list kind the engine has not loaded is unverifiable: say so, never clear it.

@@ -110,6 +110,29 @@ pub struct CustomerHistory {
     pub prior_escalations: u32,
     /// Where the history came from: `alert`, `store`, `external`.
     pub source: String,
+    /// The account profile, when an external customer-data source gave one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_profile: Option<AccountProfile>,
+}
+
+/// A customer's account profile as the bank's customer-data system holds it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AccountProfile {
+    /// When the account was opened (`YYYY-MM-DD`).
+    #[serde(default)]
+    pub account_opened: Option<String>,
+    /// The bank's KYC risk rating (`LOW`, `MEDIUM`, `HIGH`).
+    #[serde(default)]
+    pub kyc_risk_rating: Option<String>,
+    /// Customer segment (`retail`, `private_banking`, `corporate`, ...).
+    #[serde(default)]
+    pub segment: Option<String>,
+    /// Expected monthly volume in the account currency.
+    #[serde(default)]
+    pub expected_monthly_volume: Option<f64>,
+    /// Products held (`current_account`, `wire_transfers`, ...).
+    #[serde(default)]
+    pub products: Vec<String>,
 }
 
 /// Everything the DataEnrichment agent established about an alert.

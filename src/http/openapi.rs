@@ -230,7 +230,7 @@ pub fn document() -> Value {
             }},
             "/health": {"get": {"summary": "Liveness", "security": [],
                 "responses": {"200": {"description": "Alive", "content": any_json}}}},
-            "/ready": {"get": {"summary": "Readiness: database, agents, admission", "security": [],
+            "/ready": {"get": {"summary": "Readiness: database, redis, agents, llm, admission", "security": [],
                 "responses": {"200": {"description": "Ready", "content": any_json},
                               "503": {"description": "Not ready; `failing` lists the checks", "content": any_json}}}},
             "/metrics": {"get": {

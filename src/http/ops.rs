@@ -22,9 +22,9 @@ pub async fn health() -> HttpResponse {
 }
 
 /// `GET /ready`: 200 when every check passes, else 503 listing the failing ones. No key.
-/// Checks: the database (a `SELECT 1`), the agents (none marked failed), admission (not
-/// shutting down). Redis, LLM and broker checks join when those are configured (not in this
-/// build).
+/// Checks: the database (a `SELECT 1`), Redis (a `PING`, when `REDIS_URL` is set; while it
+/// fails the node still decides alerts on in-process state, without cache), the agents (none
+/// marked failed), the model providers' circuits, admission (not shutting down).
 pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
     let engine = &state.engine;
     let mut checks = Vec::new();
@@ -39,6 +39,21 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
         "backend": engine.store().backend_name(),
         "message": if db.is_ok() { "reachable" } else { "unreachable" },
     }));
+    if engine.settings().redis_url().is_some() {
+        let redis = tokio::time::timeout(DB_PING_TIMEOUT, engine.state().ping()).await;
+        let ok = matches!(redis, Ok(Ok(())));
+        checks.push(json!({
+            "name": "redis",
+            "ok": ok,
+            "message": if ok { "reachable" } else { "unreachable: running on in-process state without cache" },
+        }));
+    } else {
+        checks.push(json!({
+            "name": "redis",
+            "ok": true,
+            "message": "not configured: in-process state (single node)",
+        }));
+    }
     let failed: Vec<&str> = engine
         .health()
         .iter()
@@ -97,6 +112,8 @@ pub async fn status(
         "in_flight": e.in_flight(),
         "max_concurrent_alerts": s.max_concurrent_alerts,
         "store_backend": e.store().backend_name(),
+        "state_backend": e.state().describe(),
+        "leases_held": e.leases().held_count(),
         "config_version": s.config_version(),
         "policy_version": crate::domain::policy::POLICY_VERSION,
         "agents": e.health(),

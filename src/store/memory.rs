@@ -495,6 +495,17 @@ impl ReadBackend for Backend {
         Ok(s.alerts.get(id).map(|a| s.record_check(a)))
     }
 
+    async fn unfinished_ids(&self) -> Result<Vec<String>, StoreError> {
+        let s = self.state.lock().await;
+        let mut alerts: Vec<&StoredAlert> = s
+            .alerts
+            .values()
+            .filter(|a| !s.decisions.contains_key(&a.alert_id))
+            .collect();
+        alerts.sort_by(|a, b| (a.received_at, &a.alert_id).cmp(&(b.received_at, &b.alert_id)));
+        Ok(alerts.into_iter().map(|a| a.alert_id.clone()).collect())
+    }
+
     async fn unfinished(&self) -> Result<Vec<UnfinishedAlert>, StoreError> {
         let s = self.state.lock().await;
         let mut alerts: Vec<&StoredAlert> = s

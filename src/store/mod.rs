@@ -336,6 +336,11 @@ impl Store {
         with_backend!(self, b => b.unfinished().await)
     }
 
+    /// Ids of the alerts without a decision, oldest received first (cheap: no payloads).
+    pub async fn unfinished_ids(&self) -> Result<Vec<String>, StoreError> {
+        with_backend!(self, b => b.unfinished_ids().await)
+    }
+
     /// An alert as stored.
     pub async fn alert(&self, id: &str) -> Result<Option<StoredAlert>, StoreError> {
         with_backend!(self, b => b.alert(id).await)

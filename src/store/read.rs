@@ -71,6 +71,8 @@ pub(crate) trait ReadBackend: Send + Sync {
         id: &str,
     ) -> impl Future<Output = Result<Option<RecordCheckRow>, StoreError>> + Send;
     fn unfinished(&self) -> impl Future<Output = Result<Vec<UnfinishedAlert>, StoreError>> + Send;
+    /// Ids of the alerts without a decision, oldest received first.
+    fn unfinished_ids(&self) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
     fn customer_history(
         &self,
         customer_id: &str,

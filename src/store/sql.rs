@@ -707,6 +707,19 @@ macro_rules! sql_backend {
                     .collect()
             }
 
+            async fn unfinished_ids(&self) -> Result<Vec<String>, StoreError> {
+                let rows = sqlx::query(
+                    "SELECT a.alert_id FROM alerts a WHERE NOT EXISTS \
+                     (SELECT 1 FROM decisions d WHERE d.alert_id = a.alert_id) \
+                     ORDER BY a.received_at, a.alert_id",
+                )
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter()
+                    .map(|r| r.try_get::<String, _>("alert_id").map_err(StoreError::from))
+                    .collect()
+            }
+
             async fn customer_history(
                 &self,
                 customer_id: &str,

@@ -10,6 +10,7 @@ mod http;
 mod http_support;
 mod input;
 mod llm;
+mod redis_state;
 mod screening_eval;
 mod store;
 mod store_support;
