@@ -100,6 +100,14 @@ pub const KNOWN_KEYS: &[&str] = &[
     "HTTP_MAX_BODY_BYTES",
     "OTEL_EXPORTER_OTLP_ENDPOINT",
     "OTEL_SERVICE_NAME",
+    // RabbitMQ bridge and remote agents (issue 8).
+    "AMQP_URL",
+    "AMQP_ALERT_QUEUE",
+    "AMQP_DECISION_EXCHANGE",
+    "AMQP_DEAD_LETTER_QUEUE",
+    "AMQP_AGENT_QUEUE_PREFIX",
+    "AMQP_PREFETCH",
+    "REMOTE_AGENTS",
 ];
 
 /// Environment variable holding API keys as `key:role,key:role` (file key: `api_keys`).
@@ -298,6 +306,23 @@ pub struct Settings {
     pub otel_exporter_otlp_endpoint: Option<String>,
     /// `service.name` of exported traces.
     pub otel_service_name: String,
+    /// RabbitMQ URL (`amqp://` or `amqps://`); unset: no bridge and no remote agents. May hold
+    /// a password: shown redacted everywhere.
+    #[serde(default)]
+    pub amqp_url: Option<crate::mq::AmqpUrl>,
+    /// Durable queue the bridge consumes alerts from.
+    pub amqp_alert_queue: String,
+    /// Exchange (topic, routing key = disposition) decisions are published to.
+    pub amqp_decision_exchange: String,
+    /// Queue poison messages are moved to, with the reason in the `x-aml-reason` header.
+    pub amqp_dead_letter_queue: String,
+    /// Prefix of the per-agent request queues (`aml.agent.` gives `aml.agent.risk`).
+    pub amqp_agent_queue_prefix: String,
+    /// Unacknowledged alerts the bridge takes at once; 0: `MAX_CONCURRENT_ALERTS`.
+    pub amqp_prefetch: u16,
+    /// Agents reached over RabbitMQ instead of run here: comma list of `enrichment`, `risk`,
+    /// `context`, `decision`; empty: all local.
+    pub remote_agents: String,
 }
 
 impl Default for Settings {
@@ -358,6 +383,13 @@ impl Default for Settings {
             http_max_body_bytes: 32 * 1024 * 1024,
             otel_exporter_otlp_endpoint: None,
             otel_service_name: "aml-triage".into(),
+            amqp_url: None,
+            amqp_alert_queue: "aml.alerts".into(),
+            amqp_decision_exchange: "aml.decisions".into(),
+            amqp_dead_letter_queue: "aml.alerts.dead".into(),
+            amqp_agent_queue_prefix: "aml.agent.".into(),
+            amqp_prefetch: 0,
+            remote_agents: String::new(),
         }
     }
 }
@@ -597,7 +629,68 @@ impl Settings {
                 "must be an http:// or https:// URL",
             ));
         }
+        self.validate_mq()?;
         self.validate_llm()
+    }
+
+    /// The RabbitMQ keys: URL scheme, queue names, prefetch, remote agent names.
+    fn validate_mq(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, message: String| ConfigError::Invalid {
+            key: key.into(),
+            message,
+        };
+        if let Some(url) = &self.amqp_url {
+            let u = url.expose();
+            if !(u.starts_with("amqp://") || u.starts_with("amqps://")) {
+                // The URL may hold a password: the message shows only its redacted form.
+                return Err(bad(
+                    "AMQP_URL",
+                    format!("must start with amqp:// or amqps://, got {url}"),
+                ));
+            }
+        }
+        for (key, name) in [
+            ("AMQP_ALERT_QUEUE", &self.amqp_alert_queue),
+            ("AMQP_DECISION_EXCHANGE", &self.amqp_decision_exchange),
+            ("AMQP_DEAD_LETTER_QUEUE", &self.amqp_dead_letter_queue),
+            ("AMQP_AGENT_QUEUE_PREFIX", &self.amqp_agent_queue_prefix),
+        ] {
+            crate::mq::check_name(name).map_err(|m| bad(key, m))?;
+        }
+        if self.amqp_alert_queue == self.amqp_dead_letter_queue {
+            return Err(bad(
+                "AMQP_DEAD_LETTER_QUEUE",
+                "must differ from AMQP_ALERT_QUEUE".into(),
+            ));
+        }
+        if usize::from(self.amqp_prefetch) > self.max_concurrent_alerts {
+            return Err(bad(
+                "AMQP_PREFETCH",
+                format!(
+                    "must not exceed MAX_CONCURRENT_ALERTS ({}): prefetch is bounded by admission",
+                    self.max_concurrent_alerts
+                ),
+            ));
+        }
+        let remote = crate::mq::parse_agent_list(&self.remote_agents)
+            .map_err(|m| bad("REMOTE_AGENTS", m))?;
+        if !remote.is_empty() && self.amqp_url.is_none() {
+            return Err(bad("REMOTE_AGENTS", "remote agents need AMQP_URL".into()));
+        }
+        Ok(())
+    }
+
+    /// Agents reached over RabbitMQ (`REMOTE_AGENTS`), in pipeline order.
+    pub fn remote_agent_kinds(&self) -> Vec<AgentKind> {
+        crate::mq::parse_agent_list(&self.remote_agents).unwrap_or_default()
+    }
+
+    /// Prefetch of the alert consumer: `AMQP_PREFETCH`, or the admission limit when 0.
+    pub fn effective_prefetch(&self) -> u16 {
+        match self.amqp_prefetch {
+            0 => u16::try_from(self.max_concurrent_alerts).unwrap_or(u16::MAX),
+            n => n,
+        }
     }
 
     /// The model-provider keys: names, URLs, prices, and the API key each chosen provider

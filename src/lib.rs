@@ -25,6 +25,8 @@
 //! - [`evaluation`]: comparison of decisions with labelled alerts (`aml-triage eval`).
 //! - [`http`]: the HTTP ingress (actix-web): routes, API-key auth, OpenAPI document.
 //! - [`metrics`]: the Prometheus registry; [`telemetry`]: logs and OTLP traces.
+//! - [`mq`]: RabbitMQ: the bridge (alerts in, decisions out, dead letters) and remote agents;
+//!   [`worker`]: worker mode, serving agents to other nodes.
 
 pub mod actors;
 pub mod config;
@@ -37,10 +39,12 @@ pub mod jurisdiction;
 pub mod llm;
 pub mod messages;
 pub mod metrics;
+pub mod mq;
 pub mod screening;
 pub mod store;
 pub mod telemetry;
 pub mod typologies;
+pub mod worker;
 
 pub use config::Settings;
 pub use domain::alert::Alert;

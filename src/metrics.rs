@@ -103,6 +103,17 @@ pub struct RouteLabels {
     pub route: String,
 }
 
+/// Labels: what the RabbitMQ bridge did with a message.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MqLabels {
+    /// `published` (decision published, alert acked), `dead_lettered` (poison moved to the
+    /// dead-letter queue), `requeued` (nacked for a later try), `reply` (remote step served).
+    pub outcome: String,
+    /// Why, for dead-lettered and requeued messages (`invalid_alert`, `conflict`, `busy`...);
+    /// empty otherwise.
+    pub reason: String,
+}
+
 struct Inner {
     registry: Registry,
     alerts_processed: Family<DispositionLabels, Counter>,
@@ -121,6 +132,7 @@ struct Inner {
     llm_cost: Family<LlmLabels, Counter<f64, std::sync::atomic::AtomicU64>>,
     http_requests: Family<HttpLabels, Counter>,
     http_duration: Family<RouteLabels, Histogram>,
+    mq_messages: Family<MqLabels, Counter>,
     /// Serialises sampling + encoding so two scrapes cannot double-count restarts.
     encode_lock: Mutex<()>,
 }
@@ -167,6 +179,7 @@ impl Metrics {
         "aml_triage_llm_cost_usd_total",
         "aml_triage_http_requests_total",
         "aml_triage_http_request_duration_seconds",
+        "aml_triage_mq_messages_total",
     ];
 
     /// A fresh registry with every family registered.
@@ -267,6 +280,12 @@ impl Metrics {
             "HTTP request latency, by route pattern",
             http_duration.clone(),
         );
+        let mq_messages = Family::<MqLabels, Counter>::default();
+        registry.register(
+            "mq_messages",
+            "RabbitMQ messages handled, by outcome (published, dead_lettered, requeued, reply) and reason",
+            mq_messages.clone(),
+        );
         Self {
             inner: Arc::new(Inner {
                 registry,
@@ -286,6 +305,7 @@ impl Metrics {
                 llm_cost,
                 http_requests,
                 http_duration,
+                mq_messages,
                 encode_lock: Mutex::new(()),
             }),
         }
@@ -406,6 +426,17 @@ impl Metrics {
             .observe(seconds);
     }
 
+    /// The RabbitMQ bridge or worker handled a message (see [`MqLabels`]).
+    pub fn mq_message(&self, outcome: &str, reason: &str) {
+        self.inner
+            .mq_messages
+            .get_or_create(&MqLabels {
+                outcome: outcome.to_string(),
+                reason: reason.to_string(),
+            })
+            .inc();
+    }
+
     /// Samples the figures kept elsewhere (`in_flight`, agent health), then encodes the
     /// registry in the Prometheus text format (OpenMetrics flavour, `# EOF` terminated).
     pub fn encode(&self, in_flight: usize, agents: &[AgentHealth]) -> String {
@@ -449,6 +480,7 @@ mod tests {
         m.llm_call("context_builder", "offline", "m", 1, 2, 0.5);
         m.admission_rejected("busy");
         m.http_request("/health", "GET", 200, 0.001);
+        m.mq_message("dead_lettered", "conflict");
         let text = m.encode(
             0,
             &[AgentHealth {

@@ -10,6 +10,7 @@ use crate::domain::enrichment::{ReferenceData, enrich};
 use crate::domain::facts::{CustomerHistory, EnrichmentFacts};
 use crate::messages::enrichment::Enrich;
 use crate::messages::{AgentError, StepMeta, StepReply, StepResult};
+use crate::mq::remote::RemoteAgent;
 use crate::store::Store;
 
 /// Provider name recorded for steps that involve no model.
@@ -17,6 +18,8 @@ pub const DETERMINISTIC: &str = "deterministic";
 
 /// The DataEnrichment agent.
 pub struct DataEnrichment {
+    /// Set when the agent runs on a worker node (`REMOTE_AGENTS`): steps go over RabbitMQ.
+    remote: Option<RemoteAgent>,
     refs: ReferenceData,
     store: Arc<Store>,
     model: String,
@@ -27,11 +30,21 @@ impl DataEnrichment {
     /// An agent reading `refs` and customer history from `store`.
     pub fn new(refs: ReferenceData, store: Arc<Store>, model: String, mailbox: usize) -> Self {
         Self {
+            remote: None,
             refs,
             store,
             model,
             mailbox,
         }
+    }
+}
+
+impl DataEnrichment {
+    /// Hands this agent's steps to `remote` (a worker over RabbitMQ) instead of running them
+    /// here; `None` keeps them local.
+    pub fn with_remote(mut self, remote: Option<RemoteAgent>) -> Self {
+        self.remote = remote;
+        self
     }
 }
 
@@ -49,6 +62,10 @@ impl Handler<Enrich> for DataEnrichment {
     type Result = ResponseActFuture<Self, StepResult<EnrichmentFacts>>;
 
     fn handle(&mut self, msg: Enrich, _ctx: &mut Self::Context) -> Self::Result {
+        if let Some(remote) = &self.remote {
+            let call = remote.call(&msg.env, Default::default());
+            return guarded(self, AgentKind::DataEnrichment, &msg.env, call);
+        }
         let refs = self.refs.clone();
         let store = self.store.clone();
         let model = self.model.clone();
