@@ -9,6 +9,8 @@ mod http;
 mod http_support;
 mod input;
 mod llm;
+mod mq;
+mod mq_support;
 mod screening_eval;
 mod store;
 mod store_support;
