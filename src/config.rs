@@ -942,4 +942,38 @@ mod tests {
             Duration::from_secs(5)
         );
     }
+
+    #[test]
+    fn amqp_keys_are_validated_and_the_url_password_never_shown() {
+        let s = Settings::load_from(
+            None,
+            &env(&[
+                ("AMQP_URL", "amqp://bridge:pw-123@rabbit:5672/%2f"),
+                ("REMOTE_AGENTS", "risk,enrichment"),
+                ("AMQP_PREFETCH", "10"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            s.remote_agent_kinds(),
+            vec![AgentKind::DataEnrichment, AgentKind::RiskScoring]
+        );
+        assert_eq!(s.effective_prefetch(), 10);
+        assert!(!format!("{s:?}").contains("pw-123"));
+        let err = |pairs: &[(&str, &str)]| {
+            Settings::load_from(None, &env(pairs))
+                .unwrap_err()
+                .to_string()
+        };
+        let e = err(&[("AMQP_URL", "http://bridge:pw-123@rabbit")]);
+        assert!(e.contains("AMQP_URL") && !e.contains("pw-123"), "{e}");
+        assert!(err(&[("REMOTE_AGENTS", "risk")]).contains("REMOTE_AGENTS"));
+        let e = err(&[("AMQP_URL", "amqp://h"), ("REMOTE_AGENTS", "scoring")]);
+        assert!(e.contains("REMOTE_AGENTS") && e.contains("scoring"), "{e}");
+        assert!(err(&[("AMQP_PREFETCH", "500")]).contains("AMQP_PREFETCH"));
+        assert!(err(&[("AMQP_ALERT_QUEUE", "amq.alerts")]).contains("AMQP_ALERT_QUEUE"));
+        assert!(
+            err(&[("AMQP_DEAD_LETTER_QUEUE", "aml.alerts")]).contains("AMQP_DEAD_LETTER_QUEUE")
+        );
+    }
 }

@@ -48,6 +48,9 @@ use crate::messages::{AgentError, StepEnvelope, StepMeta, StepReply, StepResult}
 /// that it timed out (the caller has given up by then anyway).
 const WORKER_GRACE: Duration = Duration::from_millis(250);
 
+/// How often the client counts the workers consuming each agent queue.
+const CONSUMER_POLL: Duration = Duration::from_secs(1);
+
 /// One step of one alert, as sent to a worker.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StepRequest {
@@ -173,6 +176,8 @@ pub struct RemoteClient {
     name: String,
     agent_queues: Vec<String>,
     link: Mutex<Option<Link>>,
+    /// Workers consuming each agent queue at the last count (absent: not counted yet).
+    consumers: Mutex<HashMap<String, u32>>,
     pending: Mutex<Pending>,
     status: LinkStatus,
     stop: CancellationToken,
@@ -196,6 +201,7 @@ impl RemoteClient {
                 .map(|k| agent_queue(&settings.amqp_agent_queue_prefix, *k))
                 .collect(),
             link: Mutex::new(None),
+            consumers: Mutex::new(HashMap::new()),
             pending: Mutex::new(HashMap::new()),
             status: LinkStatus::default(),
             stop: CancellationToken::new(),
@@ -230,6 +236,10 @@ impl RemoteClient {
             let result = self.session(&mut backoff).await;
             self.set_link(None);
             self.status.set(false);
+            self.consumers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clear();
             // Dropping the senders fails the waiting calls now rather than at their deadline.
             self.lock_pending().clear();
             match result {
@@ -282,6 +292,7 @@ impl RemoteClient {
             )
             .await
             .map_err(|e| MqError::broker(url, e))?;
+        let link_channel = channel.clone();
         self.set_link(Some(Link {
             channel,
             reply_queue,
@@ -289,8 +300,10 @@ impl RemoteClient {
         self.status.set(true);
         backoff.reset();
         tracing::info!(queues = ?self.agent_queues, "remote agents: broker link up");
+        let mut poll = tokio::time::interval(CONSUMER_POLL);
         loop {
             tokio::select! {
+                _ = poll.tick() => self.count_consumers(&link_channel).await?,
                 _ = self.stop.cancelled() => {
                     let _ = conn.close(200, ShortString::from("shutdown")).await;
                     return Ok(());
@@ -302,6 +315,34 @@ impl RemoteClient {
                 },
             }
         }
+    }
+
+    /// Counts the workers on each agent queue (a passive declare), so that a call to an
+    /// agent nobody serves fails at once, like a call to a crashed local agent, instead of
+    /// waiting out its timeout.
+    async fn count_consumers(&self, channel: &Channel) -> Result<(), MqError> {
+        for q in &self.agent_queues {
+            let queue = channel
+                .queue_declare(
+                    ShortString::from(q.as_str()),
+                    QueueDeclareOptions {
+                        passive: true,
+                        ..Default::default()
+                    },
+                    FieldTable::default(),
+                )
+                .await
+                .map_err(|e| MqError::broker(&self.url, e))?;
+            let previous = self
+                .consumers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(q.clone(), queue.consumer_count());
+            if queue.consumer_count() == 0 && previous != Some(0) {
+                tracing::warn!(queue = %q, "remote agents: no worker consumes this queue; its steps take the fail-safe");
+            }
+        }
+        Ok(())
     }
 
     fn dispatch(&self, properties: &BasicProperties, body: &[u8]) {
@@ -337,6 +378,15 @@ impl RemoteClient {
             .unwrap_or_else(|p| p.into_inner())
             .clone()
             .ok_or_else(|| unavailable("broker unreachable".into()))?;
+        let workers = self
+            .consumers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(queue)
+            .copied();
+        if workers == Some(0) {
+            return Err(unavailable(format!("no worker consumes {queue}")));
+        }
         let id = format!(
             "{}-{}",
             self.id_prefix,
