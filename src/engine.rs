@@ -732,5 +732,8 @@ impl Drop for Engine {
         if self.thread.lock().map(|t| t.is_some()).unwrap_or(false) {
             self.system.stop();
         }
+        if let Some(remote) = &self.remote {
+            remote.stop();
+        }
     }
 }
