@@ -322,27 +322,45 @@ impl RemoteClient {
     /// waiting out its timeout.
     async fn count_consumers(&self, channel: &Channel) -> Result<(), MqError> {
         for q in &self.agent_queues {
-            let queue = channel
-                .queue_declare(
-                    ShortString::from(q.as_str()),
-                    QueueDeclareOptions {
-                        passive: true,
-                        ..Default::default()
-                    },
-                    FieldTable::default(),
-                )
-                .await
-                .map_err(|e| MqError::broker(&self.url, e))?;
             let previous = self
                 .consumers
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .insert(q.clone(), queue.consumer_count());
-            if queue.consumer_count() == 0 && previous != Some(0) {
+                .get(q)
+                .copied();
+            let now = self
+                .count_queue(channel, q)
+                .await
+                .map_err(|e| MqError::Broker(e.to_string()))?;
+            if now == 0 && previous != Some(0) {
                 tracing::warn!(queue = %q, "remote agents: no worker consumes this queue; its steps take the fail-safe");
             }
         }
         Ok(())
+    }
+
+    /// Counts `queue`'s consumers now (a passive declare) and remembers the count.
+    async fn count_queue(&self, channel: &Channel, queue: &str) -> Result<u32, AgentError> {
+        let declared = channel
+            .queue_declare(
+                ShortString::from(queue),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|e| AgentError::Remote {
+                message: self.url.scrub(&e.to_string()),
+                retryable: true,
+            })?;
+        let count = declared.consumer_count();
+        self.consumers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(queue.to_string(), count);
+        Ok(count)
     }
 
     fn dispatch(&self, properties: &BasicProperties, body: &[u8]) {
@@ -384,7 +402,9 @@ impl RemoteClient {
             .unwrap_or_else(|p| p.into_inner())
             .get(queue)
             .copied();
-        if workers == Some(0) {
+        // The count is up to a second old: before failing, count again, so a worker that
+        // has just come up is used.
+        if workers == Some(0) && self.count_queue(&link.channel, queue).await? == 0 {
             return Err(unavailable(format!("no worker consumes {queue}")));
         }
         let id = format!(

@@ -517,3 +517,54 @@ where
     }
     cond().await
 }
+
+/// Any mix of local and remote agents works by configuration: a node sends enrichment and
+/// context to an `aml-triage worker --agents enrichment,context` process and runs the rest
+/// itself; its decisions match those of a node running everything locally.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_run_on_worker_processes_by_configuration() {
+    let vhost = TestVhost::new();
+    let db = TestDb::new(Kind::Postgres).await;
+    let node = Settings {
+        remote_agents: "enrichment,context".into(),
+        ..node_settings(&db, &vhost, "mix-node")
+    };
+    // Migrated by the node before the worker starts (the worker migrates too, idempotently).
+    let engine = Engine::builder(node).start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("worker.log");
+    let mut worker = Command::new(env!("CARGO_BIN_EXE_aml-triage"))
+        .env("DATABASE_URL", &db.url)
+        .env("NODE_ID", "mix-node")
+        .env("AMQP_URL", &vhost.url)
+        .env("LOG_LEVEL", "warn")
+        .args(["worker", "--agents", "enrichment,context"])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let conn = connect(&vhost.url).await;
+    let ch = conn.create_channel().await.unwrap();
+    for q in ["aml.agent.enrichment", "aml.agent.context"] {
+        declare_queue(&ch, q).await;
+        wait_for_consumers(&ch, q, 1, Duration::from_secs(120)).await;
+    }
+    let local = Engine::builder(settings()).start().await.unwrap();
+    for body in alerts("mix", 10) {
+        let remote = engine.submit_json(&body).await.unwrap();
+        let here = local.submit_json(&body).await.unwrap();
+        assert!(
+            !remote.degraded,
+            "{:?}\n{}",
+            remote.degradation_reasons,
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        assert_eq!(remote.disposition, here.disposition, "{}", remote.alert_id);
+        assert_eq!(remote.risk_score, here.risk_score, "{}", remote.alert_id);
+        assert_eq!(remote.agents.len(), here.agents.len());
+    }
+    let _ = worker.kill();
+    let _ = worker.wait();
+    local.shutdown().await;
+    engine.shutdown().await;
+}
