@@ -568,3 +568,48 @@ async fn agents_run_on_worker_processes_by_configuration() {
     local.shutdown().await;
     engine.shutdown().await;
 }
+
+/// `/ready` names the broker while the bridge cannot connect (here: a vhost that does not
+/// exist yet), and is ready once it can; the password of `AMQP_URL` appears nowhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_reports_the_broker() {
+    use crate::http_support::{TestServer, http_settings};
+    let vhost = format!("aml_test_{:016x}", fastrand::u64(..));
+    let settings = Settings {
+        amqp_url: Some(AmqpUrl::new(format!(
+            "amqp://guest:guest@127.0.0.1:5672/{vhost}"
+        ))),
+        ..http_settings()
+    };
+    let server = TestServer::start(settings).await;
+    let bridge = Bridge::start(server.engine.clone()).unwrap();
+    let r = server.get("/ready", None).await;
+    assert_eq!(r.status(), 503);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert!(
+        body["failing"]
+            .as_array()
+            .unwrap()
+            .contains(&"broker".into()),
+        "{body}"
+    );
+    assert!(!body.to_string().contains("guest:guest"));
+
+    // The vhost appears (as when a broker finishes starting): the bridge connects.
+    let created = TestVhost::adopt(&vhost);
+    let start = Instant::now();
+    loop {
+        if server.get("/ready", None).await.status() == 200 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(90),
+            "not ready once the broker is reachable"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(bridge.is_connected());
+    bridge.stop().await;
+    server.engine.shutdown().await;
+    drop(created);
+}

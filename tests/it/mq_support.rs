@@ -33,7 +33,12 @@ fn rabbitmqctl(args: &[&str]) {
 
 impl TestVhost {
     pub fn new() -> TestVhost {
-        let name = format!("aml_test_{:016x}", fastrand::u64(..));
+        Self::adopt(&format!("aml_test_{:016x}", fastrand::u64(..)))
+    }
+
+    /// Creates the vhost `name` (deleted on drop).
+    pub fn adopt(name: &str) -> TestVhost {
+        let name = name.to_string();
         rabbitmqctl(&["add_vhost", &name]);
         rabbitmqctl(&["set_permissions", "-p", &name, "guest", ".*", ".*", ".*"]);
         TestVhost {
