@@ -24,7 +24,7 @@ const NARRATIVE_MAX_TOKENS: u32 = 600;
 
 /// The ContextBuilder agent.
 pub struct ContextBuilder {
-    /// Set when the agent runs on a worker node (`REMOTE_AGENTS`): steps go over RabbitMQ.
+    /// Set when this agent is listed in `REMOTE_AGENTS`: its steps run on a worker, over RabbitMQ.
     remote: Option<RemoteAgent>,
     provider: Arc<dyn LlmProvider>,
     model: String,

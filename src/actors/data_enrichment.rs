@@ -18,7 +18,7 @@ pub const DETERMINISTIC: &str = "deterministic";
 
 /// The DataEnrichment agent.
 pub struct DataEnrichment {
-    /// Set when the agent runs on a worker node (`REMOTE_AGENTS`): steps go over RabbitMQ.
+    /// Set when this agent is listed in `REMOTE_AGENTS`: its steps run on a worker, over RabbitMQ.
     remote: Option<RemoteAgent>,
     refs: ReferenceData,
     store: Arc<Store>,

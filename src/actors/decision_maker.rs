@@ -28,7 +28,7 @@ const PROPOSAL_MAX_TOKENS: u32 = 800;
 
 /// The DecisionMaker agent.
 pub struct DecisionMaker {
-    /// Set when the agent runs on a worker node (`REMOTE_AGENTS`): steps go over RabbitMQ.
+    /// Set when this agent is listed in `REMOTE_AGENTS`: its steps run on a worker, over RabbitMQ.
     remote: Option<RemoteAgent>,
     provider: Arc<dyn LlmProvider>,
     model: String,

@@ -13,7 +13,7 @@ use crate::mq::remote::RemoteAgent;
 
 /// The RiskScoring agent.
 pub struct RiskScoring {
-    /// Set when the agent runs on a worker node (`REMOTE_AGENTS`): steps go over RabbitMQ.
+    /// Set when this agent is listed in `REMOTE_AGENTS`: its steps run on a worker, over RabbitMQ.
     remote: Option<RemoteAgent>,
     thresholds: Thresholds,
     model: String,
