@@ -48,6 +48,10 @@ use crate::messages::{AgentError, StepEnvelope, StepMeta, StepReply, StepResult}
 /// that it timed out (the caller has given up by then anyway).
 const WORKER_GRACE: Duration = Duration::from_millis(250);
 
+/// How long a call waits for the broker link (at start, or while it reconnects) before
+/// failing as unreachable; the step's own deadline bounds it too.
+const LINK_WAIT: Duration = Duration::from_secs(2);
+
 /// How often the client counts the workers consuming each agent queue.
 const CONSUMER_POLL: Duration = Duration::from_secs(1);
 
@@ -379,6 +383,19 @@ impl RemoteClient {
         let _ = tx.send(response);
     }
 
+    /// The broker link, waiting up to [`LINK_WAIT`] for it: a call made while the node is
+    /// still connecting, or during a short reconnection, goes through rather than failing.
+    async fn wait_for_link(&self) -> Option<Link> {
+        let start = Instant::now();
+        loop {
+            let link = self.link.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            if link.is_some() || start.elapsed() >= LINK_WAIT || self.stop.is_cancelled() {
+                return link;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Sends one step to `queue` and waits for its response (the caller bounds the wait).
     pub async fn call(
         &self,
@@ -391,10 +408,8 @@ impl RemoteClient {
             retryable: true,
         };
         let link = self
-            .link
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+            .wait_for_link()
+            .await
             .ok_or_else(|| unavailable("broker unreachable".into()))?;
         let workers = self
             .consumers
