@@ -223,9 +223,14 @@ async fn main() {
     ch.confirm_select(ConfirmSelectOptions::default())
         .await
         .unwrap();
-    let bound = concurrency as f64 / (3.0 * latency_ms as f64 / 1000.0);
+    let bound = if latency_ms == 0 {
+        "CPU-bound".to_string()
+    } else {
+        let b = concurrency as f64 / (3.0 * latency_ms as f64 / 1000.0);
+        format!("bound {b:.0} alerts/s per node")
+    };
     println!(
-        "{n} alerts, model latency {latency_ms} ms x 3 calls, MAX_CONCURRENT_ALERTS {concurrency} per node (bound {bound:.0} alerts/s per node)"
+        "{n} alerts, model latency {latency_ms} ms x 3 calls, MAX_CONCURRENT_ALERTS {concurrency} per node ({bound})"
     );
     let mut first = None;
     for nodes in node_counts {
