@@ -439,12 +439,11 @@ async fn lost_remote_agent_takes_the_fail_safe() {
     engine.shutdown().await;
 }
 
-/// The broker drops every connection of the node (what a broker restart does); alerts in
-/// flight at that moment and those published after are all decided once, and the bridge is
-/// consuming again. Covers the client side of a restart (reconnection with backoff,
-/// redelivery of unacknowledged work) without restarting the broker other tests share.
+/// The broker drops every connection of the node (`rabbitmqctl close_all_connections` on the
+/// test's vhost of the shared broker); alerts in flight at that moment and those published
+/// after are all decided once, and the bridge is consuming again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn broker_restart_is_survived() {
+async fn broker_connection_loss_is_survived() {
     const N: usize = 40;
     let vhost = TestVhost::new();
     let db = TestDb::new(Kind::Postgres).await;
@@ -500,6 +499,75 @@ async fn broker_restart_is_survived() {
         .await
     );
     assert!(engine.broker_links().iter().all(|(_, up)| *up));
+    bridge.stop().await;
+    engine.shutdown().await;
+}
+
+/// The broker restarts (a RabbitMQ node of the test's own, its application stopped for two
+/// seconds then started: listener closed, every connection dropped, queues recovered from
+/// disk) while alerts are in flight. The bridge reconnects with backoff; every alert, in
+/// flight or published after, is decided exactly once and published; nothing is left queued.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_restart_is_survived() {
+    const N: usize = 40;
+    let broker = PrivateBroker::start().await;
+    let db = TestDb::new(Kind::Postgres).await;
+    let node = Settings {
+        database_url: db.url.clone(),
+        node_id: "restart-node".into(),
+        amqp_url: Some(AmqpUrl::new(broker.url())),
+        offline_latency_ms: 50,
+        max_concurrent_alerts: 8,
+        ..settings()
+    };
+    let engine = Arc::new(Engine::builder(node).start().await.unwrap());
+    let bridge = Bridge::start(engine.clone()).unwrap();
+    let first = alerts("restart-a", N);
+    {
+        let conn = connect(&broker.url()).await;
+        let ch = confirmed_channel(&conn).await;
+        decision_sink(&ch, DECISIONS, SINK).await;
+        declare_queue(&ch, ALERTS).await;
+        wait_for_consumers(&ch, ALERTS, 1, Duration::from_secs(60)).await;
+        publish_all(&ch, ALERTS, &first).await;
+    }
+    assert!(
+        eventually_async(Duration::from_secs(120), || async {
+            db.try_scalar("SELECT COUNT(*) FROM decisions")
+                .await
+                .unwrap_or(0)
+                >= 5
+        })
+        .await
+    );
+    let decided_before = db.scalar("SELECT COUNT(*) FROM decisions").await;
+    broker.restart(Duration::from_secs(2)).await;
+    assert!(
+        decided_before < N as i64,
+        "the restart came too late to catch alerts in flight"
+    );
+    assert!(
+        eventually(Duration::from_secs(90), || bridge.is_connected()).await,
+        "the bridge did not reconnect"
+    );
+    let conn = connect(&broker.url()).await;
+    let ch = confirmed_channel(&conn).await;
+    let later = alerts("restart-b", N);
+    publish_all(&ch, ALERTS, &later).await;
+    let mut all = ids(&first);
+    all.extend(ids(&later));
+    let counts = collect_decisions(&ch, SINK, &all, Duration::from_secs(300)).await;
+    assert_eq!(counts.len(), 2 * N);
+    assert_eq!(
+        db.scalar("SELECT COUNT(*) FROM decisions").await,
+        2 * N as i64
+    );
+    assert!(
+        eventually_async(Duration::from_secs(30), || async {
+            queue_counts(&ch, ALERTS).await == (0, 1)
+        })
+        .await
+    );
     bridge.stop().await;
     engine.shutdown().await;
 }

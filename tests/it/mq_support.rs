@@ -277,3 +277,90 @@ pub fn ids(bodies: &[String]) -> Vec<String> {
         })
         .collect()
 }
+
+/// A RabbitMQ node of the test's own on a random port (same installation, its own data and
+/// log folders), so that the test can restart the broker without touching the shared one on
+/// 5672. Halted on drop.
+pub struct PrivateBroker {
+    pub node: String,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl PrivateBroker {
+    pub async fn start() -> PrivateBroker {
+        let dir = tempfile::tempdir().unwrap();
+        let id = fastrand::u32(..);
+        let port = 30_000 + (id % 10_000) as u16;
+        let dist_port = 40_000 + (id % 10_000) as u16;
+        let node = format!("aml_test_{id:08x}@localhost");
+        let path = |name: &str| dir.path().join(name).display().to_string();
+        std::fs::write(
+            dir.path().join("rabbitmq.conf"),
+            format!("listeners.tcp.default = 127.0.0.1:{port}\n"),
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("enabled_plugins"), "[].\n").unwrap();
+        // The server drops to the `rabbitmq` user: it must own its folders.
+        let _ = Command::new("chown")
+            .args(["-R", "rabbitmq:rabbitmq", &dir.path().display().to_string()])
+            .status();
+        let started = Command::new("rabbitmq-server")
+            .arg("-detached")
+            .env("RABBITMQ_NODENAME", &node)
+            .env("RABBITMQ_NODE_PORT", port.to_string())
+            .env("RABBITMQ_DIST_PORT", dist_port.to_string())
+            .env("RABBITMQ_MNESIA_BASE", path("mnesia"))
+            .env("RABBITMQ_LOG_BASE", path("log"))
+            .env("RABBITMQ_CONFIG_FILE", path("rabbitmq.conf"))
+            .env("RABBITMQ_ENABLED_PLUGINS_FILE", path("enabled_plugins"))
+            .env("RABBITMQ_PID_FILE", path("pid"))
+            .status()
+            .expect("rabbitmq-server must be installed");
+        assert!(started.success());
+        let broker = PrivateBroker {
+            node,
+            port,
+            _dir: dir,
+        };
+        broker.wait_listening(Duration::from_secs(120)).await;
+        broker
+    }
+
+    pub fn url(&self) -> String {
+        format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
+    }
+
+    async fn wait_listening(&self, limit: Duration) {
+        let start = Instant::now();
+        while tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+            .await
+            .is_err()
+        {
+            assert!(
+                start.elapsed() < limit,
+                "private broker {} did not listen on {}",
+                self.node,
+                self.port
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Restarts the broker application: every connection drops, the listener closes, the
+    /// queues are recovered from disk, then it listens again.
+    pub async fn restart(&self, down_for: Duration) {
+        rabbitmqctl(&["-n", &self.node, "stop_app"]);
+        tokio::time::sleep(down_for).await;
+        rabbitmqctl(&["-n", &self.node, "start_app"]);
+        self.wait_listening(Duration::from_secs(60)).await;
+    }
+}
+
+impl Drop for PrivateBroker {
+    fn drop(&mut self) {
+        let _ = Command::new("rabbitmqctl")
+            .args(["-n", &self.node, "stop"])
+            .output();
+    }
+}
