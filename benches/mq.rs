@@ -21,7 +21,8 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions,
-    ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
+    ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions,
+    QueueDeleteOptions,
 };
 use lapin::types::{FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
@@ -180,6 +181,12 @@ async fn run(
             .queue_delete(ShortString::from(q.as_str()), QueueDeleteOptions::default())
             .await;
     }
+    let _ = ch
+        .exchange_delete(
+            ShortString::from(exchange.as_str()),
+            ExchangeDeleteOptions::default(),
+        )
+        .await;
     n as f64 / elapsed
 }
 
