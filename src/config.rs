@@ -112,6 +112,14 @@ pub const KNOWN_KEYS: &[&str] = &[
     "EXTERNAL_DATA_API_KEY",
     "EXTERNAL_DATA_TIMEOUT_SECONDS",
     "EXTERNAL_DATA_MAX_RETRIES",
+    // RabbitMQ bridge and remote agents (issue 8).
+    "AMQP_URL",
+    "AMQP_ALERT_QUEUE",
+    "AMQP_DECISION_EXCHANGE",
+    "AMQP_DEAD_LETTER_QUEUE",
+    "AMQP_AGENT_QUEUE_PREFIX",
+    "AMQP_PREFETCH",
+    "REMOTE_AGENTS",
 ];
 
 /// Environment variable holding API keys as `key:role,key:role` (file key: `api_keys`).
@@ -339,6 +347,23 @@ pub struct Settings {
     pub external_data_timeout_seconds: f64,
     /// Retries of a failed customer-data request (timeouts, 429, 5xx).
     pub external_data_max_retries: u32,
+    /// RabbitMQ URL (`amqp://` or `amqps://`); unset: no bridge and no remote agents. May hold
+    /// a password: shown redacted everywhere.
+    #[serde(default)]
+    pub amqp_url: Option<crate::mq::AmqpUrl>,
+    /// Durable queue the bridge consumes alerts from.
+    pub amqp_alert_queue: String,
+    /// Exchange (topic, routing key = disposition) decisions are published to.
+    pub amqp_decision_exchange: String,
+    /// Queue poison messages are moved to, with the reason in the `x-aml-reason` header.
+    pub amqp_dead_letter_queue: String,
+    /// Prefix of the per-agent request queues (`aml.agent.` gives `aml.agent.risk`).
+    pub amqp_agent_queue_prefix: String,
+    /// Unacknowledged alerts the bridge takes at once; 0: `MAX_CONCURRENT_ALERTS`.
+    pub amqp_prefetch: u16,
+    /// Agents reached over RabbitMQ instead of run here: comma list of `enrichment`, `risk`,
+    /// `context`, `decision`; empty: all local.
+    pub remote_agents: String,
 }
 
 impl Default for Settings {
@@ -410,6 +435,13 @@ impl Default for Settings {
             external_data_api_key: None,
             external_data_timeout_seconds: 5.0,
             external_data_max_retries: 2,
+            amqp_url: None,
+            amqp_alert_queue: "aml.alerts".into(),
+            amqp_decision_exchange: "aml.decisions".into(),
+            amqp_dead_letter_queue: "aml.alerts.dead".into(),
+            amqp_agent_queue_prefix: "aml.agent.".into(),
+            amqp_prefetch: 0,
+            remote_agents: String::new(),
         }
     }
 }
@@ -650,6 +682,7 @@ impl Settings {
             ));
         }
         self.validate_state()?;
+        self.validate_mq()?;
         self.validate_llm()
     }
 
@@ -733,6 +766,53 @@ impl Settings {
         Ok(())
     }
 
+    /// The RabbitMQ keys: URL scheme, queue names, prefetch, remote agent names.
+    fn validate_mq(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, message: String| ConfigError::Invalid {
+            key: key.into(),
+            message,
+        };
+        if let Some(url) = &self.amqp_url {
+            let u = url.expose();
+            if !(u.starts_with("amqp://") || u.starts_with("amqps://")) {
+                // The URL may hold a password: the message shows only its redacted form.
+                return Err(bad(
+                    "AMQP_URL",
+                    format!("must start with amqp:// or amqps://, got {url}"),
+                ));
+            }
+        }
+        for (key, name) in [
+            ("AMQP_ALERT_QUEUE", &self.amqp_alert_queue),
+            ("AMQP_DECISION_EXCHANGE", &self.amqp_decision_exchange),
+            ("AMQP_DEAD_LETTER_QUEUE", &self.amqp_dead_letter_queue),
+            ("AMQP_AGENT_QUEUE_PREFIX", &self.amqp_agent_queue_prefix),
+        ] {
+            crate::mq::check_name(name).map_err(|m| bad(key, m))?;
+        }
+        if self.amqp_alert_queue == self.amqp_dead_letter_queue {
+            return Err(bad(
+                "AMQP_DEAD_LETTER_QUEUE",
+                "must differ from AMQP_ALERT_QUEUE".into(),
+            ));
+        }
+        if usize::from(self.amqp_prefetch) > self.max_concurrent_alerts {
+            return Err(bad(
+                "AMQP_PREFETCH",
+                format!(
+                    "must not exceed MAX_CONCURRENT_ALERTS ({}): prefetch is bounded by admission",
+                    self.max_concurrent_alerts
+                ),
+            ));
+        }
+        let remote = crate::mq::parse_agent_list(&self.remote_agents)
+            .map_err(|m| bad("REMOTE_AGENTS", m))?;
+        if !remote.is_empty() && self.amqp_url.is_none() {
+            return Err(bad("REMOTE_AGENTS", "remote agents need AMQP_URL".into()));
+        }
+        Ok(())
+    }
+
     /// `REDIS_URL` when set and not blank.
     pub fn redis_url(&self) -> Option<&str> {
         self.redis_url
@@ -747,6 +827,19 @@ impl Settings {
             .as_deref()
             .map(str::trim)
             .filter(|u| !u.is_empty())
+    }
+
+    /// Agents reached over RabbitMQ (`REMOTE_AGENTS`), in pipeline order.
+    pub fn remote_agent_kinds(&self) -> Vec<AgentKind> {
+        crate::mq::parse_agent_list(&self.remote_agents).unwrap_or_default()
+    }
+
+    /// Prefetch of the alert consumer: `AMQP_PREFETCH`, or the admission limit when 0.
+    pub fn effective_prefetch(&self) -> u16 {
+        match self.amqp_prefetch {
+            0 => u16::try_from(self.max_concurrent_alerts).unwrap_or(u16::MAX),
+            n => n,
+        }
     }
 
     /// The model-provider keys: names, URLs, prices, and the API key each chosen provider
@@ -1022,6 +1115,40 @@ mod tests {
         assert_eq!(
             s.agent_timeout(AgentKind::RiskScoring),
             Duration::from_secs(5)
+        );
+    }
+
+    #[test]
+    fn amqp_keys_are_validated_and_the_url_password_never_shown() {
+        let s = Settings::load_from(
+            None,
+            &env(&[
+                ("AMQP_URL", "amqp://bridge:pw-123@rabbit:5672/%2f"),
+                ("REMOTE_AGENTS", "risk,enrichment"),
+                ("AMQP_PREFETCH", "10"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            s.remote_agent_kinds(),
+            vec![AgentKind::DataEnrichment, AgentKind::RiskScoring]
+        );
+        assert_eq!(s.effective_prefetch(), 10);
+        assert!(!format!("{s:?}").contains("pw-123"));
+        let err = |pairs: &[(&str, &str)]| {
+            Settings::load_from(None, &env(pairs))
+                .unwrap_err()
+                .to_string()
+        };
+        let e = err(&[("AMQP_URL", "http://bridge:pw-123@rabbit")]);
+        assert!(e.contains("AMQP_URL") && !e.contains("pw-123"), "{e}");
+        assert!(err(&[("REMOTE_AGENTS", "risk")]).contains("REMOTE_AGENTS"));
+        let e = err(&[("AMQP_URL", "amqp://h"), ("REMOTE_AGENTS", "scoring")]);
+        assert!(e.contains("REMOTE_AGENTS") && e.contains("scoring"), "{e}");
+        assert!(err(&[("AMQP_PREFETCH", "500")]).contains("AMQP_PREFETCH"));
+        assert!(err(&[("AMQP_ALERT_QUEUE", "amq.alerts")]).contains("AMQP_ALERT_QUEUE"));
+        assert!(
+            err(&[("AMQP_DEAD_LETTER_QUEUE", "aml.alerts")]).contains("AMQP_DEAD_LETTER_QUEUE")
         );
     }
 }

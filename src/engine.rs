@@ -43,6 +43,8 @@ use crate::llm::check::Checker;
 use crate::llm::registry::ProviderRegistry;
 use crate::messages::supervisor::{StopAgentOf, TriageAlert};
 use crate::metrics::Metrics;
+use crate::mq::LinkStatus;
+use crate::mq::remote::{RemoteAgent, RemoteClient, StepRequest, StepResponse};
 use crate::state::StateStore;
 use crate::state::cache::Caches;
 use crate::state::lease::{Leases, ResumeFn};
@@ -65,6 +67,7 @@ pub struct EngineBuilder {
     refs: Option<ReferenceData>,
     resume: bool,
     migrate: bool,
+    take_over: bool,
 }
 
 impl EngineBuilder {
@@ -89,6 +92,13 @@ impl EngineBuilder {
     /// Whether to resume unfinished alerts at start (default: yes).
     pub fn resume_unfinished(mut self, resume: bool) -> Self {
         self.resume = resume;
+        self
+    }
+
+    /// Whether this node takes over alerts whose lease expired on another node (default: yes,
+    /// when `REDIS_URL` is set). Off for processes that take no alerts, such as workers.
+    pub fn take_over_alerts(mut self, take_over: bool) -> Self {
+        self.take_over = take_over;
         self
     }
 
@@ -149,6 +159,18 @@ impl EngineBuilder {
             metrics.clone(),
         ));
         leases.spawn_heartbeat(&state_rt);
+        // Agents in REMOTE_AGENTS are reached over RabbitMQ; the connection lives on the
+        // caller's runtime, next to the rest of the node's I/O.
+        let remote_kinds = settings.remote_agent_kinds();
+        let remote = if remote_kinds.is_empty() {
+            None
+        } else {
+            Some(
+                RemoteClient::start(&settings, &remote_kinds, &tokio::runtime::Handle::current())
+                    .map_err(|e| StartError::System(e.to_string()))?,
+            )
+        };
+        let thread_remote = remote.clone();
         let thread = std::thread::Builder::new()
             .name("aml-triage-actors".into())
             .spawn(move || {
@@ -160,6 +182,7 @@ impl EngineBuilder {
                     refs,
                     providers,
                     thread_metrics,
+                    thread_remote,
                 ));
                 let ok = built.is_ok();
                 let _ = tx.send(built);
@@ -180,7 +203,7 @@ impl EngineBuilder {
             leases: leases.clone(),
             state_rt: state_rt.clone(),
         };
-        if settings.redis_url().is_some() {
+        if settings.redis_url().is_some() && self.take_over {
             // Shared state: other nodes' alerts may need taking over.
             let (s, st) = (submitter.clone(), store.clone());
             let resume: ResumeFn = Arc::new(move |alert_id: String| {
@@ -211,7 +234,13 @@ impl EngineBuilder {
         } else {
             let _ = resume_tx.send(Some(ResumeReport::default()));
         }
+        let broker_links = remote
+            .iter()
+            .map(|r| ("remote_agents", r.status()))
+            .collect();
         Ok(Engine {
+            remote,
+            broker_links: std::sync::Mutex::new(broker_links),
             submitter,
             settings,
             store,
@@ -371,7 +400,18 @@ async fn build(
     refs: ReferenceData,
     providers: ProviderRegistry,
     metrics: Metrics,
+    remote: Option<Arc<RemoteClient>>,
 ) -> Result<Parts, StartError> {
+    let state_outages = crate::state::OutageWatch::new(sources.caches.state().clone());
+    let remote_kinds = settings.remote_agent_kinds();
+    let remote_for = |kind: AgentKind| -> Option<RemoteAgent> {
+        let client = remote.as_ref().filter(|_| remote_kinds.contains(&kind))?;
+        Some(RemoteAgent::new(
+            client.clone(),
+            kind,
+            &settings.amqp_agent_queue_prefix,
+        ))
+    };
     let restart = RestartPolicy {
         max_restarts: settings.restart_max,
         window: Duration::from_secs_f64(settings.restart_window_seconds),
@@ -386,6 +426,7 @@ async fn build(
 
     let arbiter = Arbiter::new().handle();
     let (s, r) = (settings.clone(), refs.clone());
+    let rm = remote_for(AgentKind::DataEnrichment);
     let enrichment = Arc::new(Slot::new(
         AgentKind::DataEnrichment,
         restart,
@@ -395,37 +436,44 @@ async fn build(
                 sources.clone(),
                 s.data_enrichment_model.clone(),
                 mailbox,
-            );
+            )
+            .with_remote(rm.clone());
             DataEnrichment::start_in_arbiter(&arbiter, move |_| agent)
         }),
     ));
     let arbiter = Arbiter::new().handle();
     let s = settings.clone();
+    let rm = remote_for(AgentKind::RiskScoring);
     let scoring = Arc::new(Slot::new(
         AgentKind::RiskScoring,
         restart,
         Box::new(move || {
-            let agent = RiskScoring::new(t, s.risk_scoring_model.clone(), mailbox);
+            let agent =
+                RiskScoring::new(t, s.risk_scoring_model.clone(), mailbox).with_remote(rm.clone());
             RiskScoring::start_in_arbiter(&arbiter, move |_| agent)
         }),
     ));
     let arbiter = Arbiter::new().handle();
     let (s, p) = (settings.clone(), providers.context.clone());
+    let rm = remote_for(AgentKind::ContextBuilder);
     let context = Arc::new(Slot::new(
         AgentKind::ContextBuilder,
         restart,
         Box::new(move || {
-            let agent = ContextBuilder::new(p.clone(), s.context_builder_model.clone(), mailbox);
+            let agent = ContextBuilder::new(p.clone(), s.context_builder_model.clone(), mailbox)
+                .with_remote(rm.clone());
             ContextBuilder::start_in_arbiter(&arbiter, move |_| agent)
         }),
     ));
     let arbiter = Arbiter::new().handle();
     let (s, p) = (settings.clone(), providers.decision.clone());
+    let rm = remote_for(AgentKind::DecisionMaker);
     let decision = Arc::new(Slot::new(
         AgentKind::DecisionMaker,
         restart,
         Box::new(move || {
-            let agent = DecisionMaker::new(p.clone(), s.decision_maker_model.clone(), t, mailbox);
+            let agent = DecisionMaker::new(p.clone(), s.decision_maker_model.clone(), t, mailbox)
+                .with_remote(rm.clone());
             DecisionMaker::start_in_arbiter(&arbiter, move |_| agent)
         }),
     ));
@@ -455,6 +503,7 @@ async fn build(
         },
         mailbox: settings.max_concurrent_alerts.max(16),
         metrics,
+        state_outages,
     };
     let supervisor = Supervisor::new(cfg, store.clone(), agents.clone()).start();
     Ok(Parts {
@@ -608,6 +657,10 @@ fn rejection_reason(e: &TriageError) -> &'static str {
 
 /// A running engine.
 pub struct Engine {
+    /// The client of remote agents (`REMOTE_AGENTS`), if any.
+    remote: Option<Arc<RemoteClient>>,
+    /// RabbitMQ links whose state `/ready` reports (remote agents, the bridge).
+    broker_links: std::sync::Mutex<Vec<(&'static str, LinkStatus)>>,
     submitter: Submitter,
     settings: Arc<Settings>,
     store: Arc<Store>,
@@ -667,6 +720,7 @@ impl Engine {
             refs: None,
             resume: true,
             migrate: true,
+            take_over: true,
         }
     }
 
@@ -749,6 +803,30 @@ impl Engine {
     /// This node's leases on in-flight alerts.
     pub fn leases(&self) -> &Arc<Leases> {
         &self.leases
+    }
+
+    /// Runs one step sent by another node on this engine's local agents (worker mode, see
+    /// [`crate::worker`]). One attempt; the sending supervisor retries.
+    pub async fn run_remote_step(&self, request: StepRequest) -> StepResponse {
+        crate::mq::remote::serve_step(&self.agents, request).await
+    }
+
+    /// Adds a RabbitMQ link (the bridge's, a worker's) to what `/ready` checks.
+    pub fn register_broker_link(&self, name: &'static str, status: LinkStatus) {
+        self.broker_links
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((name, status));
+    }
+
+    /// Each RabbitMQ link this node uses and whether it is up (empty without `AMQP_URL`).
+    pub fn broker_links(&self) -> Vec<(&'static str, bool)> {
+        self.broker_links
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(name, status)| (*name, status.is_up()))
+            .collect()
     }
 
     /// Health of the four agents.
@@ -837,6 +915,9 @@ impl Engine {
                 "shutdown grace over: unfinished alerts resume at next start"
             );
         }
+        if let Some(remote) = &self.remote {
+            remote.stop();
+        }
         self.store.close().await;
         self.system.stop();
         let thread = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
@@ -853,6 +934,9 @@ impl Drop for Engine {
         // the engine. Unfinished alerts resume at the next start.
         if self.thread.lock().map(|t| t.is_some()).unwrap_or(false) {
             self.system.stop();
+        }
+        if let Some(remote) = &self.remote {
+            remote.stop();
         }
     }
 }

@@ -27,6 +27,8 @@
 //! - [`metrics`]: the Prometheus registry; [`telemetry`]: logs and OTLP traces.
 //! - [`state`]: agent state, leases and caches, in Redis (`REDIS_URL`) or in process;
 //!   [`customer_data`]: the external customer-data API client.
+//! - [`mq`]: RabbitMQ: the bridge (alerts in, decisions out, dead letters) and remote agents;
+//!   [`worker`]: worker mode, serving agents to other nodes.
 
 pub mod actors;
 pub mod config;
@@ -40,11 +42,13 @@ pub mod jurisdiction;
 pub mod llm;
 pub mod messages;
 pub mod metrics;
+pub mod mq;
 pub mod screening;
 pub mod state;
 pub mod store;
 pub mod telemetry;
 pub mod typologies;
+pub mod worker;
 
 pub use config::Settings;
 pub use domain::alert::Alert;

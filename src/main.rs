@@ -44,10 +44,13 @@ enum Command {
     /// Remove records older than RETENTION_DAYS (and record the purge in the audit chain).
     Purge(DbArgs),
     /// Serve the HTTP API (and /metrics on PROMETHEUS_PORT) until SIGTERM or Ctrl-C, then drain.
+    /// With AMQP_URL set, also consume alerts from RabbitMQ and publish decisions.
     Serve(ServeArgs),
     /// Print every live node's agent state from Redis (REDIS_URL): health, in-flight,
     /// processed and failed counts, restarts, last error, circuit state.
     Status(StatusArgs),
+    /// Serve agent steps to other nodes over RabbitMQ (needs AMQP_URL) until SIGTERM or Ctrl-C.
+    Worker(WorkerArgs),
 }
 
 #[derive(clap::Args)]
@@ -55,6 +58,21 @@ struct StatusArgs {
     /// Print JSON (one array of node states) instead of a table.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(clap::Args)]
+struct WorkerArgs {
+    /// Agents to serve: comma list of enrichment, risk, context, decision.
+    #[arg(long, value_delimiter = ',', required = true)]
+    agents: Vec<String>,
+    #[command(flatten)]
+    refs: RefArgs,
+    /// Database URL (overrides DATABASE_URL; enrichment reads customer history from it).
+    #[arg(long)]
+    database_url: Option<String>,
+    /// Do not apply pending migrations at start.
+    #[arg(long)]
+    no_migrate: bool,
 }
 
 #[derive(clap::Args)]
@@ -73,6 +91,10 @@ struct ServeArgs {
     /// HTTP worker threads.
     #[arg(long, default_value_t = 2)]
     workers: usize,
+    /// Do not resume alerts left undecided at start (for nodes sharing a database with live
+    /// nodes: RabbitMQ redelivery, not a start-up scan, hands their alerts over).
+    #[arg(long)]
+    no_resume: bool,
 }
 
 /// Where the reference data comes from.
@@ -221,7 +243,16 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             }
             settings.validate()?;
             let _telemetry = init_logging(&settings)?;
-            serve(settings, !args.no_migrate, args.workers).await
+            serve(settings, !args.no_migrate, !args.no_resume, args.workers).await
+        }
+        Command::Worker(args) => {
+            args.refs.apply(&mut settings);
+            if let Some(db) = &args.database_url {
+                settings.database_url = db.clone();
+            }
+            settings.validate()?;
+            let _telemetry = init_logging(&settings)?;
+            worker(settings, args).await
         }
         Command::Status(args) => status(settings, args.json).await,
         Command::Migrate(db) => {
@@ -367,7 +398,12 @@ async fn admin_store(
 
 /// Runs the HTTP server until a termination signal, then stops taking requests, lets those
 /// in progress finish, and drains the engine (in-flight alerts are decided or resume later).
-async fn serve(settings: Settings, migrate: bool, workers: usize) -> Result<ExitCode> {
+async fn serve(
+    settings: Settings,
+    migrate: bool,
+    resume: bool,
+    workers: usize,
+) -> Result<ExitCode> {
     let bind = settings.http_bind.clone();
     let listener =
         std::net::TcpListener::bind(&bind).with_context(|| format!("cannot listen on {bind}"))?;
@@ -382,7 +418,13 @@ async fn serve(settings: Settings, migrate: bool, workers: usize) -> Result<Exit
             )
         }
     };
-    let engine = std::sync::Arc::new(Engine::builder(settings).migrate(migrate).start().await?);
+    let engine = std::sync::Arc::new(
+        Engine::builder(settings)
+            .migrate(migrate)
+            .resume_unfinished(resume)
+            .start()
+            .await?,
+    );
     let server = http::start(
         engine.clone(),
         listener,
@@ -400,14 +442,87 @@ async fn serve(settings: Settings, migrate: bool, workers: usize) -> Result<Exit
     if let Some(m) = server.metrics_addr {
         eprintln!("metrics on http://{m}/metrics");
     }
+    let bridge = match engine.settings().amqp_url {
+        Some(_) => Some(aml_triage::mq::bridge::Bridge::start(engine.clone())?),
+        None => None,
+    };
+    if bridge.is_some() {
+        eprintln!(
+            "consuming alerts from {} on {}",
+            engine.settings().amqp_alert_queue,
+            engine
+                .settings()
+                .amqp_url
+                .as_ref()
+                .map(|u| u.redacted())
+                .unwrap_or_default()
+        );
+    }
     shutdown_signal().await;
     eprintln!("signal received: stopping the server and draining in-flight alerts");
+    if let Some(b) = bridge {
+        // First: stop taking queue messages and finish (publish, ack) those taken.
+        b.stop().await;
+    }
     server.stop().await;
     let left = engine.shutdown().await;
     if left > 0 {
         eprintln!("{left} alert(s) still in flight at shutdown: they resume at the next start");
         return Ok(ExitCode::from(1));
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs the worker until a termination signal, then answers the steps it holds and stops.
+async fn worker(mut settings: Settings, args: WorkerArgs) -> Result<ExitCode> {
+    let agents = aml_triage::mq::parse_agent_list(&args.agents.join(","))
+        .map_err(|m| anyhow::anyhow!("--agents: {m}"))?;
+    if agents.is_empty() {
+        anyhow::bail!("--agents: name at least one of enrichment, risk, context, decision");
+    }
+    if settings.amqp_url.is_none() {
+        anyhow::bail!("worker mode needs AMQP_URL");
+    }
+    // The worker runs its agents here, whatever REMOTE_AGENTS says; and it writes under an
+    // audit chain of its own, so it can share a host name and database with a node.
+    settings.remote_agents = String::new();
+    settings.node_id = format!("{}:worker", settings.node_id);
+    let engine = std::sync::Arc::new(
+        Engine::builder(settings)
+            .migrate(!args.no_migrate)
+            .resume_unfinished(false)
+            .take_over_alerts(false)
+            .start()
+            .await?,
+    );
+    let worker = aml_triage::worker::Worker::start(engine.clone(), agents.clone())?;
+    // Probes and scraping on PROMETHEUS_PORT, as on a node (deploy/k8s probes the workers
+    // there); a worker takes no alerts over HTTP.
+    let ops = match engine.settings().prometheus_port {
+        0 => None,
+        port => {
+            let addr = std::net::SocketAddr::from(([0, 0, 0, 0], port));
+            let listener = std::net::TcpListener::bind(addr)
+                .with_context(|| format!("cannot listen on {addr} (PROMETHEUS_PORT)"))?;
+            Some(http::start_ops(
+                engine.clone(),
+                listener,
+                tokio::runtime::Handle::current(),
+            )?)
+        }
+    };
+    let names: Vec<&str> = agents
+        .iter()
+        .map(|k| aml_triage::mq::agent_short_name(*k))
+        .collect();
+    eprintln!("worker serving {}", names.join(", "));
+    shutdown_signal().await;
+    eprintln!("signal received: answering the steps in hand, then stopping");
+    worker.stop().await;
+    if let Some(ops) = ops {
+        ops.stop().await;
+    }
+    engine.shutdown().await;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -125,6 +125,17 @@ pub struct AgentTally {
     pub last_error: Option<String>,
 }
 
+/// Labels: what the RabbitMQ bridge did with a message.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MqLabels {
+    /// `published` (decision published, alert acked), `dead_lettered` (poison moved to the
+    /// dead-letter queue), `requeued` (nacked for a later try), `reply` (remote step served).
+    pub outcome: String,
+    /// Why, for dead-lettered and requeued messages (`invalid_alert`, `conflict`, `busy`...);
+    /// empty otherwise.
+    pub reason: String,
+}
+
 struct Inner {
     registry: Registry,
     cache_requests: Family<CacheLabels, Counter>,
@@ -146,6 +157,7 @@ struct Inner {
     llm_cost: Family<LlmLabels, Counter<f64, std::sync::atomic::AtomicU64>>,
     http_requests: Family<HttpLabels, Counter>,
     http_duration: Family<RouteLabels, Histogram>,
+    mq_messages: Family<MqLabels, Counter>,
     /// Serialises sampling + encoding so two scrapes cannot double-count restarts.
     encode_lock: Mutex<()>,
 }
@@ -194,6 +206,7 @@ impl Metrics {
         "aml_triage_http_request_duration_seconds",
         "aml_triage_cache_requests_total",
         "aml_triage_lease_takeovers_total",
+        "aml_triage_mq_messages_total",
     ];
 
     /// A fresh registry with every family registered.
@@ -306,6 +319,12 @@ impl Metrics {
             "Alerts this node took over after another node's lease expired",
             lease_takeovers.clone(),
         );
+        let mq_messages = Family::<MqLabels, Counter>::default();
+        registry.register(
+            "mq_messages",
+            "RabbitMQ messages handled, by outcome (published, dead_lettered, requeued, reply) and reason",
+            mq_messages.clone(),
+        );
         Self {
             inner: Arc::new(Inner {
                 registry,
@@ -328,6 +347,7 @@ impl Metrics {
                 llm_cost,
                 http_requests,
                 http_duration,
+                mq_messages,
                 encode_lock: Mutex::new(()),
             }),
         }
@@ -502,6 +522,17 @@ impl Metrics {
             .observe(seconds);
     }
 
+    /// The RabbitMQ bridge or worker handled a message (see [`MqLabels`]).
+    pub fn mq_message(&self, outcome: &str, reason: &str) {
+        self.inner
+            .mq_messages
+            .get_or_create(&MqLabels {
+                outcome: outcome.to_string(),
+                reason: reason.to_string(),
+            })
+            .inc();
+    }
+
     /// Samples the figures kept elsewhere (`in_flight`, agent health), then encodes the
     /// registry in the Prometheus text format (OpenMetrics flavour, `# EOF` terminated).
     pub fn encode(&self, in_flight: usize, agents: &[AgentHealth]) -> String {
@@ -547,6 +578,7 @@ mod tests {
         m.http_request("/health", "GET", 200, 0.001);
         m.cache_lookup("historical", true);
         m.lease_takeover();
+        m.mq_message("dead_lettered", "conflict");
         let text = m.encode(
             0,
             &[AgentHealth {

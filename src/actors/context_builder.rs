@@ -8,6 +8,7 @@ use actix::{Actor, Context, Handler, ResponseActFuture};
 use super::agent::{guarded, stoppable};
 use crate::domain::AgentKind;
 use crate::domain::context::{CaseContext, guidance, timeline};
+use crate::mq::remote::RemoteAgent;
 use serde::Deserialize;
 
 use super::decision_maker::citable_ids;
@@ -23,6 +24,8 @@ const NARRATIVE_MAX_TOKENS: u32 = 600;
 
 /// The ContextBuilder agent.
 pub struct ContextBuilder {
+    /// Set when this agent is listed in `REMOTE_AGENTS`: its steps run on a worker, over RabbitMQ.
+    remote: Option<RemoteAgent>,
     provider: Arc<dyn LlmProvider>,
     model: String,
     mailbox: usize,
@@ -32,10 +35,20 @@ impl ContextBuilder {
     /// An agent writing narratives with `provider` and `model`.
     pub fn new(provider: Arc<dyn LlmProvider>, model: String, mailbox: usize) -> Self {
         Self {
+            remote: None,
             provider,
             model,
             mailbox,
         }
+    }
+}
+
+impl ContextBuilder {
+    /// Hands this agent's steps to `remote` (a worker over RabbitMQ) instead of running them
+    /// here; `None` keeps them local.
+    pub fn with_remote(mut self, remote: Option<RemoteAgent>) -> Self {
+        self.remote = remote;
+        self
     }
 }
 
@@ -85,6 +98,17 @@ impl Handler<BuildContext> for ContextBuilder {
     type Result = ResponseActFuture<Self, StepResult<CaseContext>>;
 
     fn handle(&mut self, msg: BuildContext, _ctx: &mut Self::Context) -> Self::Result {
+        if let Some(remote) = &self.remote {
+            let call = remote.call(
+                &msg.env,
+                crate::mq::remote::StepInputs {
+                    facts: Some((*msg.facts).clone()),
+                    risk: Some((*msg.risk).clone()),
+                    ..Default::default()
+                },
+            );
+            return guarded(self, AgentKind::ContextBuilder, &msg.env, call);
+        }
         let provider = self.provider.clone();
         let model = self.model.clone();
         let alert = msg.env.alert.clone();

@@ -12,6 +12,7 @@ use crate::domain::enrichment::{ReferenceData, enrich_screened};
 use crate::domain::facts::{CustomerHistory, EnrichmentFacts};
 use crate::messages::enrichment::Enrich;
 use crate::messages::{AgentError, StepMeta, StepReply, StepResult};
+use crate::mq::remote::RemoteAgent;
 use crate::state::cache::Caches;
 use crate::store::Store;
 
@@ -31,6 +32,8 @@ pub struct Sources {
 
 /// The DataEnrichment agent.
 pub struct DataEnrichment {
+    /// Set when this agent is listed in `REMOTE_AGENTS`: its steps run on a worker, over RabbitMQ.
+    remote: Option<RemoteAgent>,
     refs: ReferenceData,
     sources: Sources,
     model: String,
@@ -41,11 +44,21 @@ impl DataEnrichment {
     /// An agent reading `refs`, and customer history from `sources`.
     pub fn new(refs: ReferenceData, sources: Sources, model: String, mailbox: usize) -> Self {
         Self {
+            remote: None,
             refs,
             sources,
             model,
             mailbox,
         }
+    }
+}
+
+impl DataEnrichment {
+    /// Hands this agent's steps to `remote` (a worker over RabbitMQ) instead of running them
+    /// here; `None` keeps them local.
+    pub fn with_remote(mut self, remote: Option<RemoteAgent>) -> Self {
+        self.remote = remote;
+        self
     }
 }
 
@@ -120,6 +133,10 @@ impl Handler<Enrich> for DataEnrichment {
     type Result = ResponseActFuture<Self, StepResult<EnrichmentFacts>>;
 
     fn handle(&mut self, msg: Enrich, _ctx: &mut Self::Context) -> Self::Result {
+        if let Some(remote) = &self.remote {
+            let call = remote.call(&msg.env, Default::default());
+            return guarded(self, AgentKind::DataEnrichment, &msg.env, call);
+        }
         let refs = self.refs.clone();
         let sources = self.sources.clone();
         let model = self.model.clone();

@@ -21,12 +21,15 @@ use crate::llm::structured::{check_citations, complete_validated, extract_json};
 use crate::llm::{LlmError, LlmProvider, LlmRequest, LlmTask};
 use crate::messages::decision::{Decide, DecisionProposal};
 use crate::messages::{AgentError, StepReply, StepResult};
+use crate::mq::remote::RemoteAgent;
 
 /// Output limit for proposals.
 const PROPOSAL_MAX_TOKENS: u32 = 800;
 
 /// The DecisionMaker agent.
 pub struct DecisionMaker {
+    /// Set when this agent is listed in `REMOTE_AGENTS`: its steps run on a worker, over RabbitMQ.
+    remote: Option<RemoteAgent>,
     provider: Arc<dyn LlmProvider>,
     model: String,
     thresholds: Thresholds,
@@ -42,11 +45,21 @@ impl DecisionMaker {
         mailbox: usize,
     ) -> Self {
         Self {
+            remote: None,
             provider,
             model,
             thresholds,
             mailbox,
         }
+    }
+}
+
+impl DecisionMaker {
+    /// Hands this agent's steps to `remote` (a worker over RabbitMQ) instead of running them
+    /// here; `None` keeps them local.
+    pub fn with_remote(mut self, remote: Option<RemoteAgent>) -> Self {
+        self.remote = remote;
+        self
     }
 }
 
@@ -145,6 +158,18 @@ impl Handler<Decide> for DecisionMaker {
     type Result = ResponseActFuture<Self, StepResult<DecisionProposal>>;
 
     fn handle(&mut self, msg: Decide, _ctx: &mut Self::Context) -> Self::Result {
+        if let Some(remote) = &self.remote {
+            let call = remote.call(
+                &msg.env,
+                crate::mq::remote::StepInputs {
+                    facts: Some((*msg.facts).clone()),
+                    risk: Some((*msg.risk).clone()),
+                    context: Some((*msg.context).clone()),
+                    degraded_steps: msg.degraded_steps.clone(),
+                },
+            );
+            return guarded(self, AgentKind::DecisionMaker, &msg.env, call);
+        }
         let provider = self.provider.clone();
         let model = self.model.clone();
         let t = self.thresholds;

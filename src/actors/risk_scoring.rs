@@ -9,9 +9,12 @@ use crate::domain::policy::Thresholds;
 use crate::domain::scoring::{RiskAssessment, assess};
 use crate::messages::scoring::Score;
 use crate::messages::{StepMeta, StepReply, StepResult};
+use crate::mq::remote::RemoteAgent;
 
 /// The RiskScoring agent.
 pub struct RiskScoring {
+    /// Set when this agent is listed in `REMOTE_AGENTS`: its steps run on a worker, over RabbitMQ.
+    remote: Option<RemoteAgent>,
     thresholds: Thresholds,
     model: String,
     mailbox: usize,
@@ -21,10 +24,20 @@ impl RiskScoring {
     /// An agent scoring with `thresholds`.
     pub fn new(thresholds: Thresholds, model: String, mailbox: usize) -> Self {
         Self {
+            remote: None,
             thresholds,
             model,
             mailbox,
         }
+    }
+}
+
+impl RiskScoring {
+    /// Hands this agent's steps to `remote` (a worker over RabbitMQ) instead of running them
+    /// here; `None` keeps them local.
+    pub fn with_remote(mut self, remote: Option<RemoteAgent>) -> Self {
+        self.remote = remote;
+        self
     }
 }
 
@@ -42,6 +55,16 @@ impl Handler<Score> for RiskScoring {
     type Result = ResponseActFuture<Self, StepResult<RiskAssessment>>;
 
     fn handle(&mut self, msg: Score, _ctx: &mut Self::Context) -> Self::Result {
+        if let Some(remote) = &self.remote {
+            let call = remote.call(
+                &msg.env,
+                crate::mq::remote::StepInputs {
+                    facts: Some((*msg.facts).clone()),
+                    ..Default::default()
+                },
+            );
+            return guarded(self, AgentKind::RiskScoring, &msg.env, call);
+        }
         let t = self.thresholds;
         let model = self.model.clone();
         let alert = msg.env.alert.clone();

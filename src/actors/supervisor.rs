@@ -104,6 +104,8 @@ pub struct PipelineConfig {
     pub mailbox: usize,
     /// Where steps and decisions are counted (see `crate::metrics`).
     pub metrics: crate::metrics::Metrics,
+    /// Whether shared state (Redis) was unreachable while an alert was processed.
+    pub state_outages: crate::state::OutageWatch,
 }
 
 impl PipelineConfig {
@@ -356,6 +358,7 @@ async fn run(shared: &Arc<Shared>, msg: TriageAlert) -> Result<Decision, TriageE
     };
     let agents = shared.agents.clone();
     let t = shared.cfg.thresholds;
+    let outage_mark = shared.cfg.state_outages.mark();
 
     let facts = Arc::new(
         p.step(
@@ -391,6 +394,7 @@ async fn run(shared: &Arc<Shared>, msg: TriageAlert) -> Result<Decision, TriageE
         )
         .await?,
     );
+    p.note_state_outage(outage_mark);
     let degraded_before = p.degraded.clone();
     let proposal = p
         .step(
@@ -410,6 +414,7 @@ async fn run(shared: &Arc<Shared>, msg: TriageAlert) -> Result<Decision, TriageE
     let proposal = check::apply(proposal, &verdict);
 
     p.journal_committed().await?;
+    p.note_state_outage(outage_mark);
     let decision = assemble(&p, &alert, &facts, &risk, &context, proposal, started, &t);
     let record = DecisionRecord {
         alert_id: decision.alert_id.clone(),
@@ -452,7 +457,26 @@ struct Progress {
     pending_writes: Vec<PendingWrite>,
 }
 
+/// Name under which an outage of shared state is listed among the degraded parts.
+pub const SHARED_STATE: &str = "shared_state";
+
 impl Progress {
+    /// Marks the alert degraded if shared state (Redis) was unreachable at any time since
+    /// `mark`: the design lists "Redis down" among the failures that must never yield
+    /// AUTO_CLEAR, even though the decision's inputs do not come from Redis.
+    fn note_state_outage(&mut self, mark: u64) {
+        if self.degraded.iter().any(|d| d == SHARED_STATE)
+            || !self.shared.cfg.state_outages.since(mark)
+        {
+            return;
+        }
+        tracing::warn!("shared state (Redis) unreachable during this alert: not auto-clearing");
+        self.degraded.push(SHARED_STATE.to_string());
+        self.reasons.push(format!(
+            "{SHARED_STATE}: Redis unreachable while this alert was processed (caches and leases fell back to this node)"
+        ));
+    }
+
     /// Waits until every journal write queued so far has committed.
     async fn journal_committed(&mut self) -> Result<(), TriageError> {
         for w in self.pending_writes.drain(..) {

@@ -97,6 +97,87 @@ impl Server {
     }
 }
 
+/// Routes of the ops port (`PROMETHEUS_PORT`): scraping and the liveness/readiness probes,
+/// without API keys, so that probes and Prometheus need no secret.
+fn ops_routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/metrics", web::get().to(ops::metrics_open))
+        .route("/health", web::get().to(ops::health))
+        .route("/ready", web::get().to(ops::ready))
+        .default_service(web::to(ops::not_found));
+}
+
+/// A running ops-only server (see [`start_ops`]).
+pub struct OpsServer {
+    handle: actix_web::dev::ServerHandle,
+    thread: Option<std::thread::JoinHandle<()>>,
+    /// Address it listens on.
+    pub addr: SocketAddr,
+}
+
+impl OpsServer {
+    /// Stops it and joins its thread.
+    pub async fn stop(mut self) {
+        self.handle.stop(true).await;
+        if let Some(t) = self.thread.take() {
+            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        }
+    }
+}
+
+/// Starts only the ops routes (`/metrics`, `/health`, `/ready`) on `listener`: for processes
+/// that take no alerts over HTTP, such as `aml-triage worker`, so they can be probed and
+/// scraped like a node.
+pub fn start_ops(
+    engine: Arc<Engine>,
+    listener: TcpListener,
+    background: tokio::runtime::Handle,
+) -> Result<OpsServer, HttpError> {
+    let s = engine.settings();
+    let state = web::Data::new(AppState {
+        limits: Limits {
+            max_body_bytes: s.http_max_body_bytes,
+            max_alert_bytes: s.max_alert_bytes,
+            max_batch_alerts: s.max_batch_alerts,
+            wait: Duration::from_secs_f64(s.http_wait_seconds),
+        },
+        // No key is needed on these routes.
+        keys: KeyStore::new(&crate::config::ApiKeys::default()).map_err(HttpError::Keys)?,
+        engine,
+        background,
+    });
+    let addr = listener.local_addr()?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let thread = std::thread::Builder::new()
+        .name("aml-triage-ops".into())
+        .spawn(move || {
+            let system = actix_rt::System::new();
+            let server = system.block_on(async move {
+                let st = state.clone();
+                HttpServer::new(move || App::new().app_data(st.clone()).configure(ops_routes))
+                    .workers(1)
+                    .disable_signals()
+                    .shutdown_timeout(2)
+                    .listen(listener)
+                    .map(|s| s.run())
+            });
+            match server {
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                }
+                Ok(server) => {
+                    let _ = tx.send(Ok(server.handle()));
+                    let _ = system.block_on(server);
+                }
+            }
+        })?;
+    let handle = rx.recv().map_err(|_| HttpError::Thread)??;
+    Ok(OpsServer {
+        handle,
+        thread: Some(thread),
+        addr,
+    })
+}
+
 /// Records every answered request as `aml_triage_http_requests_total{route,method,status}`;
 /// the route is the matched pattern, so ids do not explode the label set.
 async fn record(
@@ -194,10 +275,7 @@ pub fn start(
                         let st = state.clone();
                         Some(
                             HttpServer::new(move || {
-                                App::new()
-                                    .app_data(st.clone())
-                                    .route("/metrics", web::get().to(ops::metrics_open))
-                                    .default_service(web::to(ops::not_found))
+                                App::new().app_data(st.clone()).configure(ops_routes)
                             })
                             .workers(1)
                             .disable_signals()

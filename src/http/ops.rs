@@ -78,6 +78,21 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
         "ok": open.is_empty(),
         "message": if open.is_empty() { "no provider circuit open".to_string() } else { format!("circuit open: {}", open.join(", ")) },
     }));
+    // With AMQP_URL set, every RabbitMQ link this node uses (the bridge, remote agents) must
+    // be up: while one is down the node takes no queued alerts or cannot reach its agents.
+    if engine.settings().amqp_url.is_some() {
+        let down: Vec<&str> = engine
+            .broker_links()
+            .into_iter()
+            .filter(|(_, up)| !up)
+            .map(|(name, _)| name)
+            .collect();
+        checks.push(json!({
+            "name": "broker",
+            "ok": down.is_empty(),
+            "message": if down.is_empty() { "connected".to_string() } else { format!("not connected: {}", down.join(", ")) },
+        }));
+    }
     checks.push(json!({
         "name": "admission",
         "ok": engine.is_accepting(),

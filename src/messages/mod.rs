@@ -99,6 +99,14 @@ pub enum AgentError {
     /// A data source failed.
     #[error("data source: {0}")]
     Source(String),
+    /// A remote agent (over RabbitMQ) failed, or the broker could not carry the call.
+    #[error("remote agent: {message}")]
+    Remote {
+        /// What failed, as the worker or the client reported it.
+        message: String,
+        /// Whether another attempt may succeed.
+        retryable: bool,
+    },
 }
 
 impl AgentError {
@@ -111,6 +119,7 @@ impl AgentError {
             | AgentError::Restarting
             | AgentError::Source(_) => true,
             AgentError::Llm(e) => e.is_retryable(),
+            AgentError::Remote { retryable, .. } => *retryable,
             AgentError::Cancelled | AgentError::Failed => false,
         }
     }
@@ -134,6 +143,7 @@ impl AgentError {
             AgentError::Failed => "failed",
             AgentError::Llm(_) => "llm",
             AgentError::Source(_) => "source",
+            AgentError::Remote { .. } => "remote",
         }
     }
 }

@@ -65,6 +65,11 @@ impl Caches {
         }
     }
 
+    /// The state store the caches live in (shared with leases and agent state).
+    pub fn state(&self) -> &Arc<dyn StateStore> {
+        &self.state
+    }
+
     /// Whether caching is on.
     pub fn enabled(&self) -> bool {
         !self.ttl.is_zero()

@@ -100,6 +100,17 @@ pub trait StateStore: Send + Sync + 'static {
     /// A cheap round trip, for readiness checks.
     fn ping(&self) -> BoxFuture<'_, Result<(), StateError>>;
 
+    /// For a shared store that can become unreachable: how many outages began since start
+    /// (the current one included). `None` for in-process state, which cannot be unreachable.
+    fn outages_so_far(&self) -> Option<u64> {
+        None
+    }
+
+    /// Whether the shared store is unreachable now (never for in-process state).
+    fn unreachable(&self) -> bool {
+        false
+    }
+
     /// Publishes one node's state, expiring after `ttl` unless published again.
     fn publish_node<'a>(
         &'a self,
@@ -187,4 +198,38 @@ pub fn open_redis(
         key: "REDIS_URL".into(),
         message: m,
     })
+}
+
+/// Lets the pipeline tell whether shared state was unreachable at any time while one alert
+/// was processed: the design counts "Redis down" among the failure paths that must never
+/// yield `AUTO_CLEAR`, so such an alert is decided as degraded.
+#[derive(Clone)]
+pub struct OutageWatch(std::sync::Arc<dyn StateStore>);
+
+impl OutageWatch {
+    /// Watches `state`.
+    pub fn new(state: std::sync::Arc<dyn StateStore>) -> Self {
+        Self(state)
+    }
+
+    /// A mark to compare against later ([`OutageWatch::since`]).
+    pub fn mark(&self) -> u64 {
+        self.0.outages_so_far().unwrap_or(0)
+    }
+
+    /// Whether the store is unreachable now or an outage began after `mark` was taken.
+    pub fn since(&self, mark: u64) -> bool {
+        match self.0.outages_so_far() {
+            None => false,
+            Some(now) => now != mark || self.0.unreachable(),
+        }
+    }
+}
+
+impl std::fmt::Debug for OutageWatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("OutageWatch")
+            .field(&self.0.describe())
+            .finish()
+    }
 }

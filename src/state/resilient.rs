@@ -111,6 +111,14 @@ impl StateStore for ResilientState {
         }
     }
 
+    fn outages_so_far(&self) -> Option<u64> {
+        Some(self.outages())
+    }
+
+    fn unreachable(&self) -> bool {
+        !self.redis_up()
+    }
+
     fn ping(&self) -> BoxFuture<'_, Result<(), StateError>> {
         async move {
             if self.probe().await {

@@ -35,6 +35,7 @@ use serde_json::Value;
 use tokio::sync::{Mutex, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+pub(crate) use error::scrub as scrub_url_secret;
 pub use error::{StoreError, redact_url};
 pub use export::PACK_FORMAT;
 pub use records::{

@@ -10,6 +10,8 @@ mod http;
 mod http_support;
 mod input;
 mod llm;
+mod mq;
+mod mq_support;
 mod redis_state;
 mod screening_eval;
 mod store;

@@ -588,3 +588,55 @@ async fn customer_data_api_failure_falls_back_to_store_history_without_leaking_t
     assert_eq!(calls.len(), 5);
     engine.shutdown().await;
 }
+
+/// Guarantee 6 lists "Redis down" among the failure paths that never yield AUTO_CLEAR: an
+/// alert processed while Redis is unreachable is decided, marked degraded and escalated; once
+/// Redis is back, the same kind of alert clears again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_down_never_auto_clears() {
+    let port = OwnRedis::free_port();
+    let mut redis = OwnRedis::start(port);
+    let settings = Settings {
+        node_id: "redis-down-node".into(),
+        redis_url: Some(format!("redis://127.0.0.1:{port}")),
+        redis_timeout_ms: 300,
+        state_publish_seconds: 0.2,
+        ..settings()
+    };
+    let engine = Engine::builder(settings).start().await.unwrap();
+    let before = engine.submit_json(&clean_alert("rd-before")).await.unwrap();
+    assert_eq!(
+        before.disposition,
+        aml_triage::Disposition::AutoClear,
+        "control: a clean alert clears while Redis is up"
+    );
+    redis.stop();
+    let state = engine.state().clone();
+    let down = wait_for(Duration::from_secs(30), || {
+        let s = state.clone();
+        async move { s.unreachable() }
+    })
+    .await;
+    assert!(down, "the engine did not notice Redis going");
+    let during = engine.submit_json(&clean_alert("rd-during")).await.unwrap();
+    assert_ne!(during.disposition, aml_triage::Disposition::AutoClear);
+    assert!(during.degraded && during.requires_human_review);
+    assert!(
+        during
+            .degradation_reasons
+            .iter()
+            .any(|r| r.contains("Redis")),
+        "the decision must say why: {:?}",
+        during.degradation_reasons
+    );
+    let _redis = OwnRedis::start(port);
+    let up = wait_for(Duration::from_secs(30), || {
+        let s = state.clone();
+        async move { !s.unreachable() }
+    })
+    .await;
+    assert!(up, "the engine did not reconnect to Redis");
+    let after = engine.submit_json(&clean_alert("rd-after")).await.unwrap();
+    assert_eq!(after.disposition, aml_triage::Disposition::AutoClear);
+    engine.shutdown().await;
+}
