@@ -192,8 +192,9 @@ impl ApiKeys {
     }
 }
 
-/// The engine's settings after merging and validation.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// The engine's settings after merging and validation. Its `Debug` form hides the passwords
+/// of `DATABASE_URL` and `REDIS_URL` (API keys and `AMQP_URL` are redacted types already).
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
     /// Minimum confidence for AUTO_CLEAR.
@@ -1008,9 +1009,39 @@ fn deserialize_error(e: config::ConfigError) -> ConfigError {
     ConfigError::Invalid { key, message: text }
 }
 
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // URLs with credentials are plain strings here: print a redacted copy, so that a
+        // settings dump in a log or a panic message never carries a password.
+        let mut shown = serde_json::to_value(self).map_err(|_| std::fmt::Error)?;
+        for key in ["database_url", "redis_url"] {
+            if let Some(url) = shown.get(key).and_then(|v| v.as_str()) {
+                shown[key] = crate::store::redact_url(url).into();
+            }
+        }
+        write!(f, "Settings {shown}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn settings_debug_hides_url_passwords() {
+        let s = Settings {
+            database_url: "postgres://app:db-s3cret@db.internal:5432/aml".into(),
+            redis_url: Some("redis://:redis-s3cret@cache.internal:6379/0".into()),
+            ..Settings::default()
+        };
+        let shown = format!("{s:?}");
+        assert!(!shown.contains("db-s3cret"), "{shown}");
+        assert!(!shown.contains("redis-s3cret"), "{shown}");
+        assert!(
+            shown.contains("db.internal"),
+            "the rest stays readable: {shown}"
+        );
+    }
 
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
         pairs
