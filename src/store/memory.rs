@@ -9,15 +9,15 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
-use super::audit::{AuditRow, ChainHead, canonical_json};
+use super::audit::{AuditRow, ChainHead};
 use super::error::StoreError;
 use super::purge::{PurgeScan, ScanEntry};
 use super::read::{ReadBackend, RecordCheckRow};
 use super::records::{
-    AlertRecord, AuditAnchor, DecisionRecord, STATUS_DECIDED, STATUS_RECEIVED, STEP_COMPLETED,
-    StepRecord, StoredAlert, UnfinishedAlert,
+    AlertRecord, AuditAnchor, STATUS_DECIDED, STATUS_RECEIVED, STEP_COMPLETED, StepRecord,
+    StoredAlert, UnfinishedAlert,
 };
-use super::writer::{AlertState, PurgeCounts, WriteBackend, WriteTx};
+use super::writer::{AlertState, PurgeCounts, QueuedDecision, QueuedStep, WriteBackend, WriteTx};
 
 #[derive(Debug, Default)]
 struct State {
@@ -216,7 +216,7 @@ impl WriteTx for Tx {
 
     async fn insert_steps(
         &mut self,
-        rows: &[&StepRecord],
+        rows: &[&QueuedStep],
         _now: DateTime<Utc>,
     ) -> Result<HashSet<(String, String)>, StoreError> {
         // Check before changing anything, like a refused statement would.
@@ -237,8 +237,8 @@ impl WriteTx for Tx {
                 self.state.completed.insert(key.clone());
                 completed.insert(key);
             }
-            let mut stored = (*s).clone();
-            stored.output = serde_json::from_str(&canonical_json(&s.output))
+            let mut stored = StepRecord::clone(s);
+            stored.output = serde_json::from_str(&s.output_json)
                 .map_err(|e| StoreError::InvalidInput(e.to_string()))?;
             self.state
                 .steps
@@ -256,7 +256,7 @@ impl WriteTx for Tx {
 
     async fn insert_decisions(
         &mut self,
-        rows: &[&DecisionRecord],
+        rows: &[&QueuedDecision],
         now: DateTime<Utc>,
     ) -> Result<HashSet<String>, StoreError> {
         if let Some(d) = rows
@@ -273,7 +273,7 @@ impl WriteTx for Tx {
             let s = &mut *self.state;
             s.decisions.insert(
                 d.alert_id.clone(),
-                (d.disposition.clone(), canonical_json(&d.decision)),
+                (d.disposition.clone(), d.decision_json.clone()),
             );
             if let Some(a) = s.alerts.get_mut(&d.alert_id) {
                 self.undo.push(Undo::Decision {

@@ -46,7 +46,7 @@ pub use records::{
 
 use audit::{ChainHead, PendingEntry};
 use read::ReadBackend;
-use writer::{Command, Op, Reply, Writer};
+use writer::{Command, Op, QueuedDecision, QueuedStep, Reply, Writer};
 
 /// Database used when no URL is given: a file in the working directory.
 pub const DEFAULT_URL: &str = "sqlite:aml-triage.db";
@@ -293,7 +293,7 @@ impl Store {
         self.inner
             .commands
             .send(Command {
-                op: Op::Step(step),
+                op: Op::Step(QueuedStep::new(step)),
                 reply,
             })
             .await
@@ -304,7 +304,7 @@ impl Store {
     /// Stores the decision, its audit entry and the alert's new status, atomically; if the
     /// alert already has a decision, returns it and writes nothing.
     pub async fn record_decision(&self, d: DecisionRecord) -> Result<DecisionOutcome, StoreError> {
-        match self.send(Op::Decision(d)).await? {
+        match self.send(Op::Decision(QueuedDecision::new(d))).await? {
             Reply::Decision(o) => Ok(o),
             other => Err(unexpected(other)),
         }

@@ -43,16 +43,16 @@ macro_rules! sql_backend {
         use chrono::{DateTime, Utc};
         use sqlx::{QueryBuilder, Row};
 
-        use $crate::store::audit::{AuditRow, ChainHead, canonical_json};
+        use $crate::store::audit::{AuditRow, ChainHead};
         use $crate::store::error::StoreError;
         use $crate::store::purge::{PurgeScan, ScanEntry};
         use $crate::store::read::{ReadBackend, RecordCheckRow};
         use $crate::store::records::{
-            AlertRecord, AuditAnchor, AuditVersions, DecisionRecord,
+            AlertRecord, AuditAnchor, AuditVersions,
             STATUS_DECIDED, STATUS_RECEIVED, StepRecord, StoredAlert, UnfinishedAlert,
         };
         use $crate::store::sql::pow2_chunks;
-        use $crate::store::writer::{AlertState, PurgeCounts, WriteBackend, WriteTx};
+        use $crate::store::writer::{AlertState, PurgeCounts, QueuedDecision, QueuedStep, WriteBackend, WriteTx};
 
         type DbRow = <$DB as sqlx::Database>::Row;
 
@@ -297,7 +297,7 @@ macro_rules! sql_backend {
 
             async fn insert_steps(
                 &mut self,
-                rows: &[&StepRecord],
+                rows: &[&QueuedStep],
                 now: DateTime<Utc>,
             ) -> Result<HashSet<(String, String)>, StoreError> {
                 let mut completed = HashSet::new();
@@ -311,7 +311,7 @@ macro_rules! sql_backend {
                         .push_bind(i64::from(s.attempt))
                         .push_bind(s.status.as_str())
                         .push_bind(s.input_hash.as_str())
-                        .push_bind(canonical_json(&s.output))
+                        .push_bind(s.output_json.as_str())
                         .push_bind(s.provider.as_str())
                         .push_bind(s.model.as_str())
                         .push_bind(s.prompt_version.as_str())
@@ -345,7 +345,7 @@ macro_rules! sql_backend {
 
             async fn insert_decisions(
                 &mut self,
-                rows: &[&DecisionRecord],
+                rows: &[&QueuedDecision],
                 now: DateTime<Utc>,
             ) -> Result<HashSet<String>, StoreError> {
                 let mut inserted: HashSet<String> = HashSet::new();
@@ -361,7 +361,7 @@ macro_rules! sql_backend {
                         .push_bind(d.risk_score)
                         .push_bind(d.confidence)
                         .push_bind(d.requires_human_review)
-                        .push_bind(canonical_json(&d.decision))
+                        .push_bind(d.decision_json.as_str())
                         .push_bind(d.versions.policy_version.as_str())
                         .push_bind(d.versions.config_version.as_str())
                         .push_bind(

@@ -22,8 +22,7 @@ use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 
 use super::audit::{
-    AuditRow, ChainHead, PendingEntry, format_ts, seal, sha256_canonical, sha256_hex,
-    truncate_micros,
+    AuditRow, ChainHead, PendingEntry, canonical_json, format_ts, seal, sha256_hex, truncate_micros,
 };
 use super::error::StoreError;
 use super::purge::{self, PurgeScan};
@@ -36,8 +35,8 @@ use super::records::{
 #[derive(Debug)]
 pub(crate) enum Op {
     Admit(AlertRecord),
-    Step(StepRecord),
-    Decision(DecisionRecord),
+    Step(QueuedStep),
+    Decision(QueuedDecision),
     Event(PendingEntry),
     Purge {
         retention_days: u32,
@@ -45,6 +44,72 @@ pub(crate) enum Op {
     },
     /// Finish what is queued before it, answer, and stop.
     Shutdown,
+}
+
+/// A journal row as queued for the writer: its output already reduced to canonical JSON and
+/// that text's hash, on the caller's thread. The queue then holds compact text rather than a
+/// value tree (it can be long while many alerts are in flight), and the single writer does not
+/// serialise the same output twice (once for the row, once for the audit hash).
+#[derive(Debug)]
+pub(crate) struct QueuedStep {
+    /// The record; its `output` is `Null` (see `output_json`).
+    record: StepRecord,
+    /// The output as canonical JSON.
+    pub output_json: String,
+    /// SHA-256 of `output_json`, hex.
+    pub output_sha256: String,
+}
+
+impl QueuedStep {
+    pub fn new(mut record: StepRecord) -> Self {
+        let output_json = canonical_json(&record.output);
+        let output_sha256 = sha256_hex(&output_json);
+        record.output = Value::Null;
+        Self {
+            record,
+            output_json,
+            output_sha256,
+        }
+    }
+}
+
+impl std::ops::Deref for QueuedStep {
+    type Target = StepRecord;
+    fn deref(&self) -> &StepRecord {
+        &self.record
+    }
+}
+
+/// A decision as queued for the writer, its document already canonical JSON with its hash
+/// (see [`QueuedStep`]).
+#[derive(Debug)]
+pub(crate) struct QueuedDecision {
+    /// The record; its `decision` is `Null` (see `decision_json`).
+    record: DecisionRecord,
+    /// The decision document as canonical JSON.
+    pub decision_json: String,
+    /// SHA-256 of `decision_json`, hex.
+    pub decision_sha256: String,
+}
+
+impl QueuedDecision {
+    pub fn new(mut record: DecisionRecord) -> Self {
+        let decision_json = canonical_json(&record.decision);
+        let decision_sha256 = sha256_hex(&decision_json);
+        record.decision = Value::Null;
+        Self {
+            record,
+            decision_json,
+            decision_sha256,
+        }
+    }
+}
+
+impl std::ops::Deref for QueuedDecision {
+    type Target = DecisionRecord;
+    fn deref(&self) -> &DecisionRecord {
+        &self.record
+    }
 }
 
 /// The answer to an [`Op`].
@@ -96,14 +161,14 @@ pub(crate) trait WriteTx: Send + Sized {
     /// `(alert_id, step)` keys of the completed rows actually inserted.
     fn insert_steps(
         &mut self,
-        rows: &[&StepRecord],
+        rows: &[&QueuedStep],
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<HashSet<(String, String)>, StoreError>> + Send;
     /// Inserts decisions of undecided alerts, marks those alerts decided; returns the ids
     /// actually inserted.
     fn insert_decisions(
         &mut self,
-        rows: &[&DecisionRecord],
+        rows: &[&QueuedDecision],
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<HashSet<String>, StoreError>> + Send;
     /// Stored decisions (canonical JSON text) of the given alerts.
@@ -209,13 +274,13 @@ fn received_payload(a: &AlertRecord) -> Value {
 }
 
 /// Payload of a `step` entry: the journal row with its output reduced to a hash.
-pub(crate) fn step_payload(s: &StepRecord) -> Value {
+pub(crate) fn step_payload(s: &QueuedStep) -> Value {
     json!({
         "step": s.step,
         "attempt": s.attempt,
         "status": s.status,
         "input_hash": s.input_hash,
-        "output_sha256": sha256_canonical(&s.output),
+        "output_sha256": s.output_sha256,
         "provider": s.provider,
         "model": s.model,
         "prompt_version": s.prompt_version,
@@ -228,13 +293,13 @@ pub(crate) fn step_payload(s: &StepRecord) -> Value {
 }
 
 /// Payload of a `decision` entry: the decision's summary and the hash of its full document.
-fn decision_payload(d: &DecisionRecord) -> Value {
+fn decision_payload(d: &QueuedDecision) -> Value {
     json!({
         "disposition": d.disposition,
         "risk_score": d.risk_score,
         "confidence": d.confidence,
         "requires_human_review": d.requires_human_review,
-        "decision_sha256": sha256_canonical(&d.decision),
+        "decision_sha256": d.decision_sha256,
         "decided_at": format_ts(d.decided_at),
     })
 }
@@ -349,7 +414,7 @@ pub(crate) async fn apply_batch<T: WriteTx>(
     // Steps. A second completed record of the same (alert, step), in this batch or before it,
     // is refused; degraded records may repeat (one per attempt).
     let mut seen_completed: HashSet<(&str, &str)> = HashSet::new();
-    let mut step_rows: Vec<(usize, &StepRecord)> = Vec::new();
+    let mut step_rows: Vec<(usize, &QueuedStep)> = Vec::new();
     for (i, op) in ops.iter().enumerate() {
         let Op::Step(s) = op else { continue };
         if !valid(i, &results) {
@@ -365,7 +430,7 @@ pub(crate) async fn apply_batch<T: WriteTx>(
         step_rows.push((i, s));
     }
     if !step_rows.is_empty() {
-        let rows: Vec<&StepRecord> = step_rows.iter().map(|(_, s)| *s).collect();
+        let rows: Vec<&QueuedStep> = step_rows.iter().map(|(_, s)| *s).collect();
         let inserted_completed = tx.insert_steps(&rows, now).await?;
         for (i, s) in step_rows {
             if s.status == STEP_COMPLETED
@@ -391,7 +456,7 @@ pub(crate) async fn apply_batch<T: WriteTx>(
 
     // Decisions: one per alert; the first wins and nothing is ever overwritten.
     let mut first_decision: HashMap<&str, usize> = HashMap::new();
-    let mut decision_rows: Vec<&DecisionRecord> = Vec::new();
+    let mut decision_rows: Vec<&QueuedDecision> = Vec::new();
     for (i, op) in ops.iter().enumerate() {
         if let Op::Decision(d) = op
             && valid(i, &results)
@@ -429,10 +494,11 @@ pub(crate) async fn apply_batch<T: WriteTx>(
                         payload: decision_payload(d),
                         versions: Some(d.versions.clone()),
                     });
-                } else if let Op::Decision(f) = ops[first] {
-                    results[i] = Some(Ok(Reply::Decision(DecisionOutcome::AlreadyDecided(
-                        f.decision.clone(),
-                    ))));
+                } else if let Op::Decision(f) = &ops[first] {
+                    results[i] = Some(
+                        parse_stored(&f.decision_json)
+                            .map(|v| Reply::Decision(DecisionOutcome::AlreadyDecided(v))),
+                    );
                 }
             } else {
                 results[i] = Some(match stored.get(&d.alert_id) {
