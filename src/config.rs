@@ -128,10 +128,16 @@ pub const API_KEYS_ENV: &str = "AML_TRIAGE_API_KEYS";
 /// Roles an API key may have.
 pub const API_ROLES: &[&str] = &["submitter", "reader", "auditor", "admin"];
 
-/// API keys as `key:role` entries. Debug output never shows a key.
-#[derive(Clone, Default, PartialEq, Eq, Serialize)]
-#[serde(transparent)]
+/// API keys as `key:role` entries. Neither its Debug nor its serialised form shows a key.
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct ApiKeys(pub Vec<String>);
+
+impl Serialize for ApiKeys {
+    // Like `ApiKey`: serialised settings (dumps, `Settings`' Debug) must not carry the keys.
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(|_| crate::llm::secret::REDACTED))
+    }
+}
 
 impl std::fmt::Debug for ApiKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
