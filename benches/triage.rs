@@ -17,11 +17,6 @@ use std::time::{Duration, Instant};
 use aml_triage::{Engine, Settings};
 use futures_util::StreamExt;
 
-// The engine allocates many short-lived JSON values per alert; mimalloc is markedly faster
-// than the system allocator at that and returns memory more readily.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn arg(args: &[String], name: &str) -> Option<String> {
     args.iter()
         .position(|a| a == name)

@@ -180,11 +180,6 @@ struct TriageArgs {
     no_migrate: bool,
 }
 
-// The engine allocates many short-lived JSON values per alert; mimalloc is markedly faster
-// than the system allocator at that and returns memory more readily.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
