@@ -59,13 +59,24 @@ pub fn extract_json(text: &str) -> &str {
     }
 }
 
-/// Ids cited in square brackets (`[tx:T1]`, `[tx:T1, alert]`).
+/// Ids cited in square brackets (`[tx:T1]`, `[tx:T1, alert]`). Brackets nest, because ids
+/// may hold them (`[juris:IR:customer.addresses[0].country]`): a citation ends at the bracket
+/// that balances its opening one.
 pub fn bracketed(text: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut rest = text;
     while let Some(open) = rest.find('[') {
         let after = &rest[open + 1..];
-        let Some(close) = after.find(']') else { break };
+        let mut depth = 1usize;
+        let close = after.char_indices().find_map(|(i, c)| {
+            match c {
+                '[' => depth += 1,
+                ']' => depth -= 1,
+                _ => {}
+            }
+            (depth == 0).then_some(i)
+        });
+        let Some(close) = close else { break };
         for part in after[..close].split([',', ';']) {
             let id = part.trim();
             if !id.is_empty() {
@@ -183,6 +194,22 @@ pub async fn complete_validated<T>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn citations_may_hold_brackets() {
+        let text =
+            "High-risk address [juris:IR:customer.addresses[0].country]; see [tx:T1, alert].";
+        assert_eq!(
+            bracketed(text),
+            vec![
+                "juris:IR:customer.addresses[0].country".to_string(),
+                "tx:T1".into(),
+                "alert".into()
+            ]
+        );
+        // An unbalanced opening bracket cites nothing rather than a truncated id.
+        assert!(bracketed("see [juris:IR:customer.addresses[0").is_empty());
+    }
 
     fn ids(v: &[&str]) -> Vec<String> {
         v.iter().map(|s| s.to_string()).collect()
