@@ -60,3 +60,30 @@ async fn no_failure_path_auto_clears() {
         }
     }
 }
+
+/// Jurisdiction evidence ids hold brackets (`juris:IR:customer.addresses[0].country`). A model
+/// answer citing one must be read whole: a parser stopping at the first `]` rejected every such
+/// answer as citing unknown evidence, so each alert with a jurisdiction flag was degraded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn citations_of_jurisdiction_evidence_are_accepted() {
+    let table = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/data/jurisdiction/fatf_lists.csv");
+    if !table.exists() {
+        eprintln!("NOTE: shared data not found; skipping");
+        return;
+    }
+    let settings = aml_triage::Settings {
+        jurisdiction_path: Some(table),
+        ..settings()
+    };
+    let engine = aml_triage::Engine::builder(settings).start().await.unwrap();
+    let alert = clean_alert("juris-cite-1").replace("\"country\":\"US\"", "\"country\":\"IR\"");
+    let d = engine.submit_json(&alert).await.unwrap();
+    assert!(
+        d.evidence_ids.iter().any(|id| id.starts_with("juris:IR:")),
+        "the flag must be cited whole: {:?}",
+        d.evidence_ids
+    );
+    assert!(!d.degraded, "{:?}", d.degradation_reasons);
+    engine.shutdown().await;
+}
