@@ -56,7 +56,10 @@ async fn restart_intensity_limit_degrades_safely() {
         ..settings()
     };
     let engine = engine_with(s, Arc::new(ScriptedProvider(script.clone()))).await;
-    for i in 0..4 {
+    // Alerts until the limit is reached: every one of them degraded, none cleared. Each waits
+    // for the previous crash's restart (an alert meeting the agent mid-restart fails without
+    // crashing it, so a loaded machine would otherwise need more alerts than a fixed count).
+    for i in 0..20 {
         let d = engine
             .submit_json(&clean_alert(&format!("limit-{i}")))
             .await
@@ -70,6 +73,13 @@ async fn restart_intensity_limit_degrades_safely() {
             "{:?}",
             d.degradation_reasons
         );
+        if engine.health()[2].status == AgentStatus::Failed {
+            break;
+        }
+        eventually(Duration::from_secs(10), || {
+            engine.health()[2].status != AgentStatus::Restarting
+        })
+        .await;
     }
     let ctx = engine.health()[2].clone();
     assert_eq!(ctx.status, AgentStatus::Failed, "{ctx:?}");
