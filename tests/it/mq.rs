@@ -17,7 +17,7 @@ use lapin::types::{FieldTable, ShortString};
 
 use crate::mq_support::*;
 use crate::store_support::{Kind, TestDb};
-use crate::support::{clean_alert, eventually, settings};
+use crate::support::{clean_alert, eventually, eventually_async, settings};
 
 const ALERTS: &str = "aml.alerts";
 const DECISIONS: &str = "aml.decisions";
@@ -570,21 +570,6 @@ async fn broker_restart_is_survived() {
     );
     bridge.stop().await;
     engine.shutdown().await;
-}
-
-async fn eventually_async<F, Fut>(limit: Duration, mut cond: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if cond().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    cond().await
 }
 
 /// Any mix of local and remote agents works by configuration: a node sends enrichment and

@@ -38,22 +38,6 @@ fn alert_for(id: &str, customer: &str) -> String {
     clean_alert(id).replace(&format!("\"C-{id}\""), &format!("\"{customer}\""))
 }
 
-/// Polls `cond` (async) every 100 ms until it holds or `limit` passes.
-async fn wait_for<F, Fut>(limit: Duration, mut cond: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if cond().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    cond().await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agent_state_is_visible_across_nodes() {
     let prefix = prefix("agents");
@@ -88,11 +72,11 @@ async fn agent_state_is_visible_across_nodes() {
         }
     };
     assert!(
-        wait_for(Duration::from_secs(30), || sees(&a, "node-b", 1)).await,
+        eventually_async(Duration::from_secs(30), || sees(&a, "node-b", 1)).await,
         "node A does not see node B's agents"
     );
     assert!(
-        wait_for(Duration::from_secs(30), || sees(&b, "node-a", 3)).await,
+        eventually_async(Duration::from_secs(30), || sees(&b, "node-a", 3)).await,
         "node B does not see node A's agents"
     );
 
@@ -398,7 +382,7 @@ async fn redis_outage_loses_nothing() {
         .await
     );
     redis.stop(); // Mid-batch.
-    let outage_seen = wait_for(Duration::from_secs(30), || {
+    let outage_seen = eventually_async(Duration::from_secs(30), || {
         let state = engine.state().clone();
         async move { state.describe().contains("redis down") }
     })
@@ -436,7 +420,7 @@ async fn redis_outage_loses_nothing() {
     // Back on Redis by itself: the node's state is published to the new (empty) server.
     let fresh =
         aml_triage::state::open_redis(&settings, &url, &tokio::runtime::Handle::current()).unwrap();
-    let republished = wait_for(Duration::from_secs(30), || {
+    let republished = eventually_async(Duration::from_secs(30), || {
         let fresh = fresh.clone();
         async move {
             fresh.nodes().await.is_ok_and(|nodes| {
@@ -612,7 +596,7 @@ async fn redis_down_never_auto_clears() {
     );
     redis.stop();
     let state = engine.state().clone();
-    let down = wait_for(Duration::from_secs(30), || {
+    let down = eventually_async(Duration::from_secs(30), || {
         let s = state.clone();
         async move { s.unreachable() }
     })
@@ -630,7 +614,7 @@ async fn redis_down_never_auto_clears() {
         during.degradation_reasons
     );
     let _redis = OwnRedis::start(port);
-    let up = wait_for(Duration::from_secs(30), || {
+    let up = eventually_async(Duration::from_secs(30), || {
         let s = state.clone();
         async move { !s.unreachable() }
     })
