@@ -75,7 +75,8 @@ pub struct AppState {
 /// A running server.
 pub struct Server {
     handle: actix_web::dev::ServerHandle,
-    metrics_handle: Option<actix_web::dev::ServerHandle>,
+    /// The ops-only server on the metrics listener, if any.
+    ops: Option<OpsServer>,
     thread: Option<std::thread::JoinHandle<()>>,
     /// Address of the API listener.
     pub addr: SocketAddr,
@@ -87,8 +88,8 @@ impl Server {
     /// Stops accepting connections, lets requests in progress finish (up to 10 s), and joins
     /// the server thread. Alerts already accepted keep running on the background runtime.
     pub async fn stop(mut self) {
-        if let Some(h) = &self.metrics_handle {
-            h.stop(true).await;
+        if let Some(ops) = self.ops.take() {
+            ops.stop().await;
         }
         self.handle.stop(true).await;
         if let Some(t) = self.thread.take() {
@@ -239,6 +240,10 @@ pub fn start(
         max_batch_alerts: s.max_batch_alerts,
         wait: Duration::from_secs_f64(s.http_wait_seconds),
     };
+    // The ops port (PROMETHEUS_PORT) is the same ops-only server a worker runs.
+    let ops = metrics_listener
+        .map(|l| start_ops(engine.clone(), l, background.clone()))
+        .transpose()?;
     let state = web::Data::new(AppState {
         engine,
         keys,
@@ -246,20 +251,15 @@ pub fn start(
         background,
     });
     let addr = listener.local_addr()?;
-    let metrics_addr = metrics_listener
-        .as_ref()
-        .map(|l| l.local_addr())
-        .transpose()?;
     let (tx, rx) = std::sync::mpsc::channel();
     let thread = std::thread::Builder::new()
         .name("aml-triage-http".into())
         .spawn(move || {
             let system = actix_rt::System::new();
-            let result = system.block_on(async move {
-                let st = state.clone();
-                let main = HttpServer::new(move || {
+            let server = system.block_on(async move {
+                HttpServer::new(move || {
                     App::new()
-                        .app_data(st.clone())
+                        .app_data(state.clone())
                         .wrap(from_fn(record))
                         .configure(api)
                         .default_service(web::to(ops::not_found))
@@ -267,51 +267,25 @@ pub fn start(
                 .workers(workers.max(1))
                 .disable_signals()
                 .shutdown_timeout(10)
-                .listen(listener)?
-                .run();
-                let metrics = match metrics_listener {
-                    None => None,
-                    Some(l) => {
-                        let st = state.clone();
-                        Some(
-                            HttpServer::new(move || {
-                                App::new().app_data(st.clone()).configure(ops_routes)
-                            })
-                            .workers(1)
-                            .disable_signals()
-                            .shutdown_timeout(2)
-                            .listen(l)?
-                            .run(),
-                        )
-                    }
-                };
-                Ok::<_, std::io::Error>((main, metrics))
+                .listen(listener)
+                .map(|s| s.run())
             });
-            match result {
+            match server {
                 Err(e) => {
                     let _ = tx.send(Err(e));
                 }
-                Ok((main, metrics)) => {
-                    let _ = tx.send(Ok((main.handle(), metrics.as_ref().map(|m| m.handle()))));
-                    system.block_on(async move {
-                        match metrics {
-                            Some(m) => {
-                                let _ = futures_util::future::join(main, m).await;
-                            }
-                            None => {
-                                let _ = main.await;
-                            }
-                        }
-                    });
+                Ok(server) => {
+                    let _ = tx.send(Ok(server.handle()));
+                    let _ = system.block_on(server);
                 }
             }
         })?;
-    let (handle, metrics_handle) = rx.recv().map_err(|_| HttpError::Thread)??;
+    let handle = rx.recv().map_err(|_| HttpError::Thread)??;
     Ok(Server {
         handle,
-        metrics_handle,
+        metrics_addr: ops.as_ref().map(|o| o.addr),
+        ops,
         thread: Some(thread),
         addr,
-        metrics_addr,
     })
 }
