@@ -45,6 +45,17 @@ pub struct TypologyRecall {
     pub recall: f64,
 }
 
+/// How many negatives of one typology (a namesake class, say) were cleared.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TypologyClearance {
+    /// Negatives of this typology.
+    pub negatives: usize,
+    /// Of those, auto-cleared.
+    pub cleared: usize,
+    /// cleared / negatives.
+    pub clear_rate: f64,
+}
+
 /// The evaluation report. Its JSON form is the `--json` output of `aml-triage eval`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {
@@ -70,6 +81,10 @@ pub struct Report {
     pub negatives_by_disposition: BTreeMap<String, usize>,
     /// Recall per typology.
     pub per_typology: BTreeMap<String, TypologyRecall>,
+    /// Clear rate per typology among negatives (those labelled with a typology other than
+    /// `none`).
+    #[serde(default)]
+    pub negatives_per_typology: BTreeMap<String, TypologyClearance>,
 }
 
 /// Builds the report.
@@ -115,6 +130,26 @@ pub fn report(rows: &[Labelled]) -> Report {
     for e in per_typology.values_mut() {
         e.recall = ratio(e.escalated, e.positives);
     }
+    let mut negatives_per_typology: BTreeMap<String, TypologyClearance> = BTreeMap::new();
+    for r in &negatives {
+        let Some(name) = r.expected.typology.clone().filter(|t| t != "none") else {
+            continue;
+        };
+        let e = negatives_per_typology
+            .entry(name)
+            .or_insert(TypologyClearance {
+                negatives: 0,
+                cleared: 0,
+                clear_rate: 0.0,
+            });
+        e.negatives += 1;
+        if r.disposition == Disposition::AutoClear {
+            e.cleared += 1;
+        }
+    }
+    for e in negatives_per_typology.values_mut() {
+        e.clear_rate = ratio(e.cleared, e.negatives);
+    }
     Report {
         alerts: rows.len(),
         positives: positives.len(),
@@ -127,6 +162,7 @@ pub fn report(rows: &[Labelled]) -> Report {
         positives_by_disposition: by(&positives),
         negatives_by_disposition: by(&negatives),
         per_typology,
+        negatives_per_typology,
     }
 }
 

@@ -34,6 +34,9 @@ enum Command {
     /// Decide a labelled file (`{"alert":...,"expected":...}` lines) and compare with the
     /// labels. Uses an in-memory store unless --database-url is given.
     Eval(EvalArgs),
+    /// Write a screening robustness set: labelled alerts built from loaded list entries by
+    /// named perturbations of their names (true hits) plus namesakes with a real disqualifier.
+    Robustness(RobustnessArgs),
     /// Apply pending database migrations.
     Migrate(DbArgs),
     /// Audit trail: verify the hash chains, or export a regulator pack.
@@ -164,6 +167,30 @@ struct EvalArgs {
 }
 
 #[derive(clap::Args)]
+struct RobustnessArgs {
+    /// Where to write the labelled lines.
+    #[arg(long)]
+    out: PathBuf,
+    #[command(flatten)]
+    refs: RefArgs,
+    /// True hits per perturbation class.
+    #[arg(long, default_value_t = 150)]
+    per_class: usize,
+    /// Namesake negatives per perturbation class.
+    #[arg(long, default_value_t = 40)]
+    negatives_per_class: usize,
+    /// Seed of the deterministic generator.
+    #[arg(long, default_value_t = 20_261_205)]
+    seed: u64,
+    /// Labelled files whose claimed entries are left out (a development set).
+    #[arg(long)]
+    exclude: Vec<PathBuf>,
+    /// Only entries of these lists (e.g. OFAC_SDN, UN_CONSOLIDATED); all when absent.
+    #[arg(long = "list")]
+    only_lists: Vec<String>,
+}
+
+#[derive(clap::Args)]
 struct TriageArgs {
     /// Input file, one alert (or one `{"alert":...,"expected":...}` object) per line.
     file: PathBuf,
@@ -220,6 +247,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let _telemetry = init_logging(&settings)?;
             let migrate = !args.no_migrate;
             triage(settings, args, migrate).await
+        }
+        Command::Robustness(args) => {
+            args.refs.apply(&mut settings);
+            robustness(&settings, &args)
         }
         Command::Eval(args) => {
             args.refs.apply(&mut settings);
@@ -680,6 +711,43 @@ async fn triage(settings: Settings, args: TriageArgs, migrate: bool) -> Result<E
     Ok(exit_code(&run))
 }
 
+fn robustness(settings: &Settings, args: &RobustnessArgs) -> Result<ExitCode> {
+    use aml_triage::screening::robustness::{SetOptions, build, claimed_entries};
+    if settings.list_paths.is_empty() {
+        anyhow::bail!("--lists (or LIST_PATHS) is required: the set is built from list entries");
+    }
+    let lists = aml_triage::screening::ScreeningLists::load_paths(&settings.list_paths)?;
+    let mut exclude = Vec::new();
+    for f in &args.exclude {
+        let text = std::fs::read_to_string(f)
+            .with_context(|| format!("cannot read --exclude {}", f.display()))?;
+        exclude.extend(claimed_entries(&text));
+    }
+    let opts = SetOptions {
+        per_class: args.per_class,
+        negatives_per_class: args.negatives_per_class,
+        seed: args.seed,
+        exclude,
+        lists: args.only_lists.clone(),
+    };
+    let (lines, summary) = build(&lists, &opts);
+    let mut text = String::new();
+    for l in &lines {
+        text.push_str(&serde_json::to_string(l)?);
+        text.push('\n');
+    }
+    std::fs::write(&args.out, text)
+        .with_context(|| format!("cannot write {}", args.out.display()))?;
+    println!("wrote {} lines to {}", lines.len(), args.out.display());
+    for (class, n) in &summary.true_hits {
+        println!("  true hits  {class:<22} {n}");
+    }
+    for (class, n) in &summary.negatives {
+        println!("  negatives  {class:<22} {n}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 async fn eval(settings: Settings, args: EvalArgs) -> Result<ExitCode> {
     let run = run_file(settings, true, &args.file, |_| Ok(())).await?;
     let unlabelled = run.decided.iter().filter(|(_, e)| e.is_none()).count();
@@ -741,8 +809,17 @@ fn print_report(r: &evaluation::Report) {
     println!("PR-AUC of the risk score: {:.3}", r.pr_auc);
     for (t, rec) in &r.per_typology {
         println!(
-            "  recall {t:<16} {}/{} = {:.3}",
-            rec.escalated, rec.positives, rec.recall
+            "  recall {t:<22} {}/{} = {:.3}  (cleared {})",
+            rec.escalated,
+            rec.positives,
+            rec.recall,
+            rec.positives - rec.escalated
+        );
+    }
+    for (t, c) in &r.negatives_per_typology {
+        println!(
+            "  cleared {t:<21} {}/{} = {:.3}",
+            c.cleared, c.negatives, c.clear_rate
         );
     }
 }

@@ -883,6 +883,11 @@ fn assemble(
         disposition = Disposition::EscalateL2;
     }
     let screening = ScreeningSummary::of(facts);
+    // Blocking needs a confirmed sanctions hit; a model asking for a block without one gets
+    // the case escalated for a person to decide instead.
+    if disposition == Disposition::BlockTransaction && !screening.confirmed_sanctions {
+        disposition = Disposition::EscalateL3.max(proposal.policy.disposition);
+    }
     let source_high = alert.priority >= Priority::High;
     let sar_filing_deadline = if disposition == Disposition::EscalateSar {
         proposal.policy.sar_filing_deadline.or_else(|| {
@@ -908,6 +913,12 @@ fn assemble(
         risk_score: risk.score,
         risk_level: risk.level,
         factors: risk.factors.clone(),
+        screening_hits: facts
+            .screening_hits
+            .iter()
+            .chain(&facts.unverifiable_claims)
+            .cloned()
+            .collect(),
         rationale: proposal.rationale,
         evidence_ids,
         requires_human_review: disposition != Disposition::AutoClear,

@@ -4,7 +4,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::AgentKind;
-use super::facts::Factor;
+use super::facts::{Factor, ScreeningHit};
 
 /// What happens to the alert. Ordered by severity: a later variant is more severe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -133,6 +133,9 @@ pub struct Decision {
     pub risk_level: RiskLevel,
     /// The contributions that made the score.
     pub factors: Vec<Factor>,
+    /// Every screening candidate with its class, discount reason and per-field breakdown.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub screening_hits: Vec<ScreeningHit>,
     /// Why, in words, citing evidence ids.
     pub rationale: String,
     /// Evidence ids the rationale cites.

@@ -102,6 +102,8 @@ pub fn unverifiable_claim(alert: &Alert, m: &ScreeningMatch, why: String) -> Scr
         class: MatchClass::Unverifiable,
         claimed_by_source: true,
         explanation: vec![why],
+        discount_reason: None,
+        breakdown: None,
     }
 }
 

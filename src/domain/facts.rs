@@ -70,6 +70,103 @@ pub struct ScreeningHit {
     pub claimed_by_source: bool,
     /// What agreed and what conflicted, in words (tokens, DOB, nationality, identifiers).
     pub explanation: Vec<String>,
+    /// For a `Discounted` hit, the checkable reason it was discounted; `None` otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discount_reason: Option<Disqualifier>,
+    /// The per-field comparison behind the class, as screening reviewers read it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub breakdown: Option<HitBreakdown>,
+}
+
+/// A recorded, checkable reason to discount a screening candidate. Nothing else may discount
+/// one: spelling, transliteration and typos never do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Disqualifier {
+    /// A person against an organisation, vessel or aircraft, or the reverse.
+    EntityTypeDiffers,
+    /// The customer's date of birth contradicts every date the list gives, beyond the
+    /// list's precision.
+    DateOfBirthContradicts,
+    /// The customer's nationality contradicts the entry's stated nationality or
+    /// citizenship (organisations: no country in common), and the full date of birth does
+    /// not match.
+    NationalityContradicts,
+    /// No name word of one name relates to any of the other by the documented relations
+    /// (exact, initial, sound-alike, typo within the edit budget, glued or split), and the
+    /// names written without spaces are further apart than the edit budget.
+    NamesUnrelated,
+    /// A person's name and the list name each keep a name word that relates to no word of
+    /// the other by the same relations, and the given names (the first name word of each, in
+    /// reading order) are among them: a shared surname with another given name. Never used
+    /// when the date of birth agrees.
+    NamesDiffer,
+}
+
+impl Disqualifier {
+    /// Stable snake-case name, as serialised.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Disqualifier::EntityTypeDiffers => "entity_type_differs",
+            Disqualifier::DateOfBirthContradicts => "date_of_birth_contradicts",
+            Disqualifier::NationalityContradicts => "nationality_contradicts",
+            Disqualifier::NamesUnrelated => "names_unrelated",
+            Disqualifier::NamesDiffer => "names_differ",
+        }
+    }
+}
+
+/// One customer name word paired with one list name word.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NamePair {
+    /// The customer's word (normalised).
+    pub customer: String,
+    /// The list's word (normalised).
+    pub list: String,
+    /// `exact`, `initial`, `sound_alike`, `typo`, `sound_alike_typo` or `glued_or_split`.
+    pub relation: String,
+    /// Edit distance between the two words (optimal string alignment).
+    pub edits: u32,
+    /// Similarity in 0..=1.
+    pub similarity: f64,
+}
+
+/// How one field of the customer compares with the entry.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct FieldCheck {
+    /// The verdict: `exact`, `compatible`, `near`, `conflict`, `agree`, `agree_weak`,
+    /// `conflict_weak`, `same`, `differs`, `unknown` or `not_comparable`.
+    pub relation: String,
+    /// The customer's value, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer: Option<String>,
+    /// The list's values.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub list: Vec<String>,
+}
+
+/// The per-candidate score breakdown: each name word pair, date of birth, country, entity
+/// type and identifiers, and every disqualifier found.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct HitBreakdown {
+    /// Paired name words.
+    pub name_pairs: Vec<NamePair>,
+    /// Customer name words without a partner.
+    pub customer_only: Vec<String>,
+    /// List name words without a partner.
+    pub list_only: Vec<String>,
+    /// `strong`, `partial`, `differs` or `unrelated`.
+    pub name_level: String,
+    /// Date of birth.
+    pub date_of_birth: FieldCheck,
+    /// Nationality (persons) or countries (organisations).
+    pub country: FieldCheck,
+    /// Entity type.
+    pub entity_type: FieldCheck,
+    /// Identifiers (document numbers).
+    pub identifiers: FieldCheck,
+    /// Every disqualifier that holds (the discount reason is the first).
+    pub disqualifiers: Vec<Disqualifier>,
 }
 
 /// A country mentioned by the alert that appears on a jurisdiction-risk list.

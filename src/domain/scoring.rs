@@ -241,6 +241,8 @@ mod tests {
             class,
             claimed_by_source: true,
             explanation: vec![],
+            discount_reason: None,
+            breakdown: None,
         }
     }
 

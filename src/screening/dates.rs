@@ -58,6 +58,20 @@ impl BirthDate {
 
     /// Compares a customer's date of birth with this one.
     pub fn relate(&self, dob: NaiveDate) -> DobRelation {
+        let relation = self.relate_exactly(dob);
+        if relation == DobRelation::Conflict && !matches!(self, BirthDate::Exact(_)) {
+            // Two adjacent digits of the year swapped (1969 typed as 1996) is the commonest
+            // slip; a year the list allows once the slip is undone is a near miss, not a
+            // contradiction. (Full dates have their own, stricter rule.)
+            let (lo, hi) = self.year_span();
+            if transposed_years(dob.year()).any(|t| (lo..=hi).contains(&t)) {
+                return DobRelation::Near;
+            }
+        }
+        relation
+    }
+
+    fn relate_exactly(&self, dob: NaiveDate) -> DobRelation {
         let y = dob.year();
         match *self {
             BirthDate::Exact(d) => {
@@ -65,11 +79,12 @@ impl BirthDate {
                     DobRelation::Exact
                 } else if d.year() == y
                     || (d.month() == dob.day() && d.day() == dob.month())
-                    || ((d.year() - y).abs() == 1
-                        && d.month() == dob.month()
-                        && d.day() == dob.day())
+                    || (d.month() == dob.month()
+                        && d.day() == dob.day()
+                        && strsim::osa_distance(&d.year().to_string(), &y.to_string()) <= 1)
                 {
-                    // Same year, swapped day/month, or a one-digit slip in the year.
+                    // Same year, swapped day/month, or one mistyped or transposed digit in
+                    // the year of an otherwise identical date (1967 / 1976 / 1961).
                     DobRelation::Near
                 } else {
                     DobRelation::Conflict
@@ -101,6 +116,18 @@ impl BirthDate {
             }
         }
     }
+}
+
+/// The years made by swapping two adjacent digits of `year` (1969: 9169, 1699, 1996).
+fn transposed_years(year: i32) -> impl Iterator<Item = i32> {
+    let digits: Vec<u8> = year.to_string().into_bytes();
+    (0..digits.len().saturating_sub(1)).filter_map(move |i| {
+        let mut d = digits.clone();
+        d.swap(i, i + 1);
+        (d != digits)
+            .then(|| std::str::from_utf8(&d).ok()?.parse::<i32>().ok())
+            .flatten()
+    })
 }
 
 impl std::fmt::Display for BirthDate {
@@ -312,6 +339,23 @@ mod tests {
         assert_eq!(e.relate(d("1960-03-12")), DobRelation::Near);
         assert_eq!(e.relate(d("1960-12-01")), DobRelation::Near);
         assert_eq!(e.relate(d("1975-01-12")), DobRelation::Conflict);
+        // One mistyped or transposed year digit of an otherwise identical date.
+        assert_eq!(e.relate(d("1906-01-12")), DobRelation::Near);
+        assert_eq!(e.relate(d("1961-01-12")), DobRelation::Near);
+        assert_eq!(e.relate(d("1906-02-12")), DobRelation::Conflict);
+        // A year-only date: a transposed year is a near miss, another year a conflict.
+        assert_eq!(
+            BirthDate::Year(1969).relate(d("1996-02-02")),
+            DobRelation::Near
+        );
+        assert_eq!(
+            BirthDate::Year(1969).relate(d("1979-02-02")),
+            DobRelation::Conflict
+        );
+        assert_eq!(
+            BirthDate::Circa(1963).relate(d("1936-02-02")),
+            DobRelation::Near
+        );
         assert_eq!(
             BirthDate::Year(1958).relate(d("1958-10-29")),
             DobRelation::Compatible

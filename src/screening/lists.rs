@@ -1020,6 +1020,15 @@ fn load_un(path: &Path, out: &mut Loaded) -> Result<(), ListError> {
                 e.birth_dates.push(d);
             }
         }
+        // The name in its original script (Arabic, Cyrillic, ...): a customer record kept in
+        // that script is folded to Latin by the same normaliser on both sides.
+        let original = n.text_of("NAME_ORIGINAL_SCRIPT");
+        if !original.trim().is_empty() && !e.aliases.iter().any(|a| a.name == original) {
+            e.aliases.push(Alias {
+                name: original,
+                quality: AliasQuality::Strong,
+            });
+        }
         for d in n.all("INDIVIDUAL_DATE_OF_BIRTH") {
             if let Some(b) = un_birth_date(d) {
                 e.birth_dates.push(b);

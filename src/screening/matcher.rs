@@ -8,11 +8,18 @@
 //! is not used for the search when a rarer one is available. Claimed entries are always
 //! compared in full, whatever the index says.
 //!
-//! **Names.** Tokens are aligned greedily by similarity: equal, Jaro-Winkler, equal phonetic
-//! key, one edit apart, an initial against a word with that letter, or two adjacent tokens
-//! against one (`AL QUBAYSI`/`ALQUBAYSI`). A token pair matches at [`TOKEN_MATCH`]. Then:
-//! * **too different** when no name word matches, or when both sides keep an unmatched name
-//!   word: a shared surname with different given names, one token in common;
+//! **Names.** Tokens are paired greedily, best first, by the documented relations of
+//! [`super::similarity`]: exact, initial, sound-alike (a coarse cross-language key: `v`/`b`,
+//! `ll`/`y`, `j`/`kh`/`h`, `ph`/`f`, `ou`/`u`, `dj`/`j`/`dzh`, `sch`/`sh`, doubled letters),
+//! typo (transposition, doubled, dropped, inserted or substituted letters within an edit
+//! budget that grows with the word's length), or two adjacent tokens against one
+//! (`AL QUBAYSI`/`ALQUBAYSI`). Jaro-Winkler only ranks the pairings and weighs the score.
+//! Then the name level:
+//! * **unrelated** when no name word relates to any of the other name's and the names
+//!   written without spaces (in order, sorted, and with legal forms and titles kept) are
+//!   further apart than the edit budget;
+//! * **differs** when words relate but each side keeps a name word the other lacks (a shared
+//!   surname with different given names);
 //! * **strong** for a person when two or more name words match and the leftovers are on one
 //!   side only (a dropped middle name or second surname); for an organisation when every
 //!   name word matches on both sides (legal forms are already gone);
@@ -22,18 +29,22 @@
 //! The name score weighs matched words by similarity; unmatched words on the customer side
 //! cost more than on the list side, where extra names are common.
 //!
-//! **Classes** ([`MatchClass`]):
-//! * `Discounted`: name too different; entity type mismatch (person vs organisation); the
-//!   date of birth conflicts (years apart beyond the list's precision); nationality conflicts
-//!   with the entry's stated nationality or citizenship (for organisations: no country in
-//!   common), unless the full date of birth matches exactly, which makes it `Potential`.
-//! * `Confirmed`: strong name on a primary name or strong alias (a weak alias only with the
-//!   exact full date of birth), no conflict and no near miss, and corroborated by an
-//!   agreeing date of birth or country. When neither side has
-//!   anything to compare, a strong name needs a score of at least [`CONFIRM_WITHOUT_DATA`].
-//! * `Potential`: everything else that is not discounted: partial names, weak-alias matches,
-//!   strong names without corroboration, or with a near-miss date (same year, other day;
-//!   one year off a year-only date) or a country that only differs from the place of birth.
+//! **Classes** ([`MatchClass`]). A candidate is `Discounted` only for a recorded
+//! [`Disqualifier`]: the entity type differs (person vs organisation); the date of birth
+//! contradicts every date of the entry beyond the list's precision; the nationality
+//! contradicts the entry's stated nationality or citizenship (organisations: no country in
+//! common) while the full date of birth does not match; or the names are **unrelated**.
+//! A name that merely *differs* or agrees partly is never a reason. An exact date of birth
+//! with an agreeing nationality is never discounted by anything about spelling.
+//! * `Confirmed` (the only class that blocks): strong name on a primary name or strong alias
+//!   (a weak alias only with the exact full date of birth), no near miss, and corroborated:
+//!   for a person by a date of birth that agrees or a stated nationality that agrees; for an
+//!   organisation by a shared country with a name score of at least [`ORG_CONFIRM_NAME`].
+//! * `Potential` (escalated): everything else.
+//!
+//! Every hit carries a [`HitBreakdown`]: each name word pair with its relation, edits and
+//! similarity, the date of birth, country, entity type and identifier comparisons, and every
+//! disqualifier found.
 //!
 //! **Floor.** Unclaimed hits are kept when their name score reaches [`HIT_FLOOR`] (at most
 //! [`MAX_UNCLAIMED_HITS`] of them); a claimed entry that exists is always reported, whatever
@@ -44,13 +55,16 @@
 
 use std::collections::HashMap;
 
-use strsim::{damerau_levenshtein, jaro_winkler};
+use strsim::{jaro_winkler, osa_distance};
 
 use super::dates::{DobRelation, best_relation};
 use super::normalize::{NameKind, NormalizedName, Token, TokenRole, normalize_name};
+use super::similarity::{TokenMatch, TokenRelation, edit_budget, relate, relate_words};
 use super::{AliasQuality, EntityKind, ListEntry, ScreeningLists, ScreeningOutcome};
 use crate::domain::alert::{Alert, Customer, EntityType, ScreeningMatch};
-use crate::domain::facts::{ListKind, MatchClass, ScreeningHit};
+use crate::domain::facts::{
+    Disqualifier, FieldCheck, HitBreakdown, ListKind, MatchClass, NamePair, ScreeningHit,
+};
 
 /// Similarity at which two tokens count as the same word.
 pub const TOKEN_MATCH: f64 = 0.85;
@@ -60,8 +74,9 @@ pub const HIT_FLOOR: f64 = 0.75;
 pub const MAX_UNCLAIMED_HITS: usize = 20;
 /// Posting-list length above which a token is too common to search by.
 pub const COMMON_TOKEN: usize = 1500;
-/// Name score needed to confirm when neither side has a date of birth or country to compare.
-pub const CONFIRM_WITHOUT_DATA: f64 = 0.95;
+/// Name score an organisation needs to be confirmed by a shared country (organisations have
+/// no date of birth to corroborate them).
+pub const ORG_CONFIRM_NAME: f64 = 0.95;
 /// Lowest name score for a strong name; below it the name is partial.
 pub const STRONG_NAME: f64 = 0.75;
 
@@ -202,12 +217,44 @@ impl Index {
 /// How well two names agree.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum NameLevel {
-    /// Too different to be the same party.
-    Weak,
+    /// Unrelated by the documented measure ([`super::similarity`]): no name word relates to
+    /// any of the other name's, and the names without spaces are beyond the edit budget. The
+    /// only name verdict that may discount a candidate.
+    Unrelated,
+    /// Related, but each side keeps a name word the other lacks (a shared surname with
+    /// different given names). Not a reason to discount: only a disqualifier is.
+    Differs,
     /// Plausible: some agreement, nothing against it, not enough for strong.
     Partial,
     /// The same name up to spelling, order, dropped middle names and legal forms.
     Strong,
+}
+
+impl NameLevel {
+    /// Stable lower-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NameLevel::Unrelated => "unrelated",
+            NameLevel::Differs => "differs",
+            NameLevel::Partial => "partial",
+            NameLevel::Strong => "strong",
+        }
+    }
+}
+
+/// One pairing of a customer token with a list token.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PairedToken {
+    /// Customer token.
+    pub customer: String,
+    /// List token.
+    pub list: String,
+    /// How they relate.
+    pub relation: TokenRelation,
+    /// Edit distance.
+    pub edits: usize,
+    /// Similarity in 0..=1.
+    pub similarity: f64,
 }
 
 /// The comparison of a customer name with a list name.
@@ -217,14 +264,19 @@ pub struct NameComparison {
     pub score: f64,
     /// Level.
     pub level: NameLevel,
-    /// Matched tokens, `(customer token, list token, similarity)`.
-    pub pairs: Vec<(String, String, f64)>,
+    /// Matched tokens.
+    pub pairs: Vec<PairedToken>,
     /// Unmatched customer name words.
     pub extra_customer: Vec<String>,
     /// Unmatched list name words.
     pub extra_list: Vec<String>,
     /// Why the level is what it is.
     pub reason: String,
+    /// Whether the names written without spaces are within the edit budget of each other.
+    pub compact_related: bool,
+    /// Whether the first name word of each name (the given name, in reading order) relates
+    /// to no word of the other name.
+    pub first_words_unrelated: bool,
 }
 
 fn weight(role: TokenRole) -> f64 {
@@ -234,48 +286,27 @@ fn weight(role: TokenRole) -> f64 {
     }
 }
 
-/// Similarity of two tokens in 0..=1.
+/// Similarity of two tokens in 0..=1 (0 for unrelated tokens below [`TOKEN_MATCH`]).
 pub fn token_sim(a: &Token, b: &Token) -> f64 {
-    if a.text == b.text {
-        return 1.0;
-    }
-    if a.role == TokenRole::Initial || b.role == TokenRole::Initial {
-        // An initial stands for any word with that first letter.
-        return if a.text.as_bytes().first() == b.text.as_bytes().first() {
-            TOKEN_MATCH
-        } else {
-            0.0
-        };
-    }
-    let mut s = jaro_winkler(&a.text, &b.text);
-    let same_first = a.text.as_bytes().first() == b.text.as_bytes().first();
-    // A two-letter key is weak evidence ("HANIYEH" and "HANA" share "HN"): only for
-    // tokens of about the same length.
-    let close_len = a.text.len().abs_diff(b.text.len()) <= 1;
-    if a.key == b.key && (a.key.len() >= 3 || (a.key.len() == 2 && same_first && close_len)) {
-        s = s.max(0.9);
-    } else if a.text.len().min(b.text.len()) >= 3 && damerau_levenshtein(&a.text, &b.text) == 1 {
-        s = s.max(0.86);
-    }
-    s
+    relate(a, b).similarity
 }
 
 /// Compares a customer name with a list name. `organisation` selects the stricter rule for
 /// company names (every word must match on both sides to be strong).
 pub fn compare_names(q: &NormalizedName, c: &NormalizedName, organisation: bool) -> NameComparison {
     let (n, m) = (q.tokens.len(), c.tokens.len());
-    let mut cand: Vec<(f64, usize, usize)> = Vec::with_capacity(n * m);
+    let mut cand: Vec<(TokenMatch, usize, usize)> = Vec::with_capacity(n * m);
     for (i, a) in q.tokens.iter().enumerate() {
         for (j, b) in c.tokens.iter().enumerate() {
-            let s = token_sim(a, b);
-            if s >= TOKEN_MATCH {
-                cand.push((s, i, j));
+            let t = relate(a, b);
+            if t.relation.is_related() || t.similarity >= TOKEN_MATCH {
+                cand.push((t, i, j));
             }
         }
     }
     // Best pairs first; on ties prefer real words over initials and particles.
     cand.sort_by(|x, y| {
-        y.0.total_cmp(&x.0).then_with(|| {
+        y.0.similarity.total_cmp(&x.0.similarity).then_with(|| {
             let wx = weight(q.tokens[x.1].role) + weight(c.tokens[x.2].role);
             let wy = weight(q.tokens[y.1].role) + weight(c.tokens[y.2].role);
             wy.total_cmp(&wx)
@@ -283,21 +314,22 @@ pub fn compare_names(q: &NormalizedName, c: &NormalizedName, organisation: bool)
     });
     let mut qm: Vec<Option<f64>> = vec![None; n];
     let mut cm: Vec<Option<f64>> = vec![None; m];
-    let mut pairs: Vec<(usize, usize, f64)> = Vec::new();
-    for (s, i, j) in cand {
+    let mut pairs: Vec<(usize, usize, TokenMatch)> = Vec::new();
+    for (t, i, j) in cand {
         if qm[i].is_none() && cm[j].is_none() {
-            qm[i] = Some(s);
-            cm[j] = Some(s);
-            pairs.push((i, j, s));
+            qm[i] = Some(t.similarity);
+            cm[j] = Some(t.similarity);
+            pairs.push((i, j, t));
         }
     }
-    // Words glued on one side and split on the other: "ALQUBAYSI" vs "AL QUBAYSI".
+    // Words glued on one side and split on the other: "ALQUBAYSI" vs "AL QUBAYSI", with
+    // typos allowed within the budget of the joined word.
     let glue = |one: &[Token],
                 om: &mut [Option<f64>],
                 two: &[Token],
                 tm: &mut [Option<f64>],
                 flip: bool,
-                pairs: &mut Vec<(usize, usize, f64)>| {
+                pairs: &mut Vec<(usize, usize, TokenMatch)>| {
         for i in 0..one.len() {
             if om[i].is_some() {
                 continue;
@@ -307,17 +339,21 @@ pub fn compare_names(q: &NormalizedName, c: &NormalizedName, organisation: bool)
                     continue;
                 }
                 let joined = format!("{}{}", two[j].text, two[j + 1].text);
-                let s = jaro_winkler(&one[i].text, &joined);
-                if s >= 0.92 {
-                    om[i] = Some(s);
-                    tm[j] = Some(s);
-                    tm[j + 1] = Some(s);
+                let t = relate_words(&one[i].text, &joined);
+                if t.relation.is_related() && one[i].text.len() >= 4 {
+                    let t = TokenMatch {
+                        relation: TokenRelation::GluedOrSplit,
+                        ..t
+                    };
+                    om[i] = Some(t.similarity);
+                    tm[j] = Some(t.similarity);
+                    tm[j + 1] = Some(t.similarity);
                     if flip {
-                        pairs.push((j, i, s));
-                        pairs.push((j + 1, i, s));
+                        pairs.push((j, i, t));
+                        pairs.push((j + 1, i, t));
                     } else {
-                        pairs.push((i, j, s));
-                        pairs.push((i, j + 1, s));
+                        pairs.push((i, j, t));
+                        pairs.push((i, j + 1, t));
                     }
                     break;
                 }
@@ -330,15 +366,19 @@ pub fn compare_names(q: &NormalizedName, c: &NormalizedName, organisation: bool)
     let mut num = 0.0;
     let mut den = 0.0;
     let mut matched_words = 0usize;
+    let mut related_words = 0usize;
     let mut seen_q = vec![false; n];
-    for &(i, j, s) in &pairs {
+    for &(i, j, t) in &pairs {
         let w = weight(q.tokens[i].role).max(weight(c.tokens[j].role));
-        num += s * w;
+        num += t.similarity * w;
         den += w;
         if q.tokens[i].role == TokenRole::Name && c.tokens[j].role == TokenRole::Name && !seen_q[i]
         {
             matched_words += 1;
             seen_q[i] = true;
+            if t.relation.is_related() {
+                related_words += 1;
+            }
         }
     }
     let (qf, cf) = if organisation {
@@ -365,11 +405,38 @@ pub fn compare_names(q: &NormalizedName, c: &NormalizedName, organisation: bool)
         }
     }
     let mut score = if den > 0.0 { num / den } else { 0.0 };
-    let (mut level, mut reason) = if matched_words == 0 {
-        (NameLevel::Weak, "no name word in common".to_string())
+    // The names written without spaces, in reading order and sorted: a typo that split or
+    // glued words, or spelled across them, still leaves them within the budget.
+    let (qc, cc) = (q.compact(), c.compact());
+    let (qs, cs) = (
+        q.sorted_text().replace(' ', ""),
+        c.sorted_text().replace(' ', ""),
+    );
+    let compact_edits = osa_distance(&qc, &cc)
+        .min(osa_distance(&qs, &cs))
+        .min(osa_distance(&q.full_compact, &c.full_compact));
+    let compact_related = compact_edits
+        <= edit_budget(
+            qc.len()
+                .max(cc.len())
+                .max(q.full_compact.len().min(c.full_compact.len())),
+        );
+    let (mut level, mut reason) = if related_words == 0 && !compact_related {
+        (
+            NameLevel::Unrelated,
+            format!(
+                "no name word relates (exact, initial, sound-alike, typo within budget, glued) and the names are {compact_edits} edits apart without spaces"
+            ),
+        )
+    } else if matched_words == 0 {
+        (
+            NameLevel::Differs,
+            "no name word pairs up, but the names without spaces are within the edit budget"
+                .to_string(),
+        )
     } else if !extra_customer.is_empty() && !extra_list.is_empty() {
         (
-            NameLevel::Weak,
+            NameLevel::Differs,
             format!(
                 "different name words on both sides ({} vs {})",
                 extra_customer.join(" "),
@@ -402,11 +469,8 @@ pub fn compare_names(q: &NormalizedName, c: &NormalizedName, organisation: bool)
         )
     };
     // Glued or spaced differently beyond what the token glue caught.
-    let compact = jaro_winkler(&q.compact(), &c.compact()).max(jaro_winkler(
-        &q.sorted_text().replace(' ', ""),
-        &c.sorted_text().replace(' ', ""),
-    ));
-    if compact >= 0.95 && level < NameLevel::Strong && q.compact().len() >= 6 {
+    let compact = jaro_winkler(&qc, &cc).max(jaro_winkler(&qs, &cs));
+    if level < NameLevel::Strong && qc.len() >= 6 && (compact >= 0.95 || compact_edits <= 1) {
         level = NameLevel::Strong;
         score = score.max(compact);
         reason = "names agree once spaces are ignored".to_string();
@@ -415,9 +479,26 @@ pub fn compare_names(q: &NormalizedName, c: &NormalizedName, organisation: bool)
         level = NameLevel::Partial;
         reason = format!("{reason}, but the score {score:.2} is low");
     }
+    let first_name = |n: &NormalizedName| n.tokens.iter().position(|t| t.role == TokenRole::Name);
+    let relates_to_none = |t: &Token, other: &NormalizedName| {
+        other
+            .tokens
+            .iter()
+            .all(|o| !relate(t, o).relation.is_related())
+    };
+    let first_words_unrelated = match (first_name(q), first_name(c)) {
+        (Some(i), Some(j)) => relates_to_none(&q.tokens[i], c) && relates_to_none(&c.tokens[j], q),
+        _ => false,
+    };
     let pairs = pairs
         .into_iter()
-        .map(|(i, j, s)| (q.tokens[i].text.clone(), c.tokens[j].text.clone(), s))
+        .map(|(i, j, t)| PairedToken {
+            customer: q.tokens[i].text.clone(),
+            list: c.tokens[j].text.clone(),
+            relation: t.relation,
+            edits: t.edits,
+            similarity: t.similarity,
+        })
         .collect();
     NameComparison {
         score: score.clamp(0.0, 1.0),
@@ -426,6 +507,8 @@ pub fn compare_names(q: &NormalizedName, c: &NormalizedName, organisation: bool)
         extra_customer,
         extra_list,
         reason,
+        compact_related,
+        first_words_unrelated,
     }
 }
 
@@ -649,11 +732,19 @@ fn evaluate(
     let pairs: Vec<String> = cmp
         .pairs
         .iter()
-        .map(|(a, b, s)| {
-            if a == b {
-                a.clone()
+        .map(|p| {
+            if p.customer == p.list {
+                p.customer.clone()
             } else {
-                format!("{a}~{b} ({s:.2})")
+                format!(
+                    "{}~{} ({}, {} edit{}, {:.2})",
+                    p.customer,
+                    p.list,
+                    relation_name(p.relation),
+                    p.edits,
+                    if p.edits == 1 { "" } else { "s" },
+                    p.similarity
+                )
             }
         })
         .collect();
@@ -681,11 +772,7 @@ fn evaluate(
     ));
     expl.push(format!(
         "name level: {} ({})",
-        match cmp.level {
-            NameLevel::Strong => "strong",
-            NameLevel::Partial => "partial",
-            NameLevel::Weak => "too different",
-        },
+        cmp.level.as_str(),
         cmp.reason
     ));
     // Entity type.
@@ -771,36 +858,53 @@ fn evaluate(
             }
         ));
     }
-    // Classification.
-    let corroborated = matches!(dob, DobRelation::Exact | DobRelation::Compatible)
-        || matches!(country, CountryRelation::Agree | CountryRelation::AgreeWeak);
+    // Classification. Only a disqualifier discounts; exact date of birth with an agreeing
+    // nationality is never outweighed by anything spelling-related.
+    // Corroboration is an identifier-level agreement: date of birth, or a stated
+    // nationality; an organisation's shared country only with a near-exact name.
+    let corroborated = if org {
+        country == CountryRelation::Agree && cmp.score >= ORG_CONFIRM_NAME
+    } else {
+        matches!(dob, DobRelation::Exact | DobRelation::Compatible)
+            || country == CountryRelation::Agree
+    };
     let near_miss = dob == DobRelation::Near || country == CountryRelation::ConflictWeak;
-    let comparable = dob != DobRelation::Unknown || country != CountryRelation::Unknown;
-    let (class, why) = if kind_mismatch {
-        (MatchClass::Discounted, "entity type differs".to_string())
-    } else if cmp.level == NameLevel::Weak {
+    let identity_agrees = dob == DobRelation::Exact && country == CountryRelation::Agree;
+    let mut disqualifiers: Vec<Disqualifier> = Vec::new();
+    if kind_mismatch {
+        disqualifiers.push(Disqualifier::EntityTypeDiffers);
+    }
+    if dob == DobRelation::Conflict {
+        disqualifiers.push(Disqualifier::DateOfBirthContradicts);
+    }
+    if country == CountryRelation::Conflict && dob != DobRelation::Exact {
+        disqualifiers.push(Disqualifier::NationalityContradicts);
+    }
+    if cmp.level == NameLevel::Unrelated {
+        disqualifiers.push(Disqualifier::NamesUnrelated);
+    }
+    // A person whose given name relates to nothing in the list name, and the reverse (a
+    // shared surname, another given name), is another person, unless the date of birth
+    // agrees. Extra middle or family names on both sides are not enough: name chains vary.
+    if !org
+        && cmp.level == NameLevel::Differs
+        && cmp.first_words_unrelated
+        && !cmp.compact_related
+        && !matches!(dob, DobRelation::Exact | DobRelation::Compatible)
+    {
+        disqualifiers.push(Disqualifier::NamesDiffer);
+    }
+    let (class, why) = if identity_agrees && !kind_mismatch && cmp.level < NameLevel::Strong {
+        (
+            MatchClass::Potential,
+            "the full date of birth and the nationality agree; spelling cannot discount it"
+                .to_string(),
+        )
+    } else if let Some(d) = disqualifiers.first() {
         (
             MatchClass::Discounted,
-            "the names are too different".to_string(),
+            format!("disqualified: {}", disqualifier_words(*d)),
         )
-    } else if dob == DobRelation::Conflict {
-        (
-            MatchClass::Discounted,
-            "the date of birth contradicts the list".to_string(),
-        )
-    } else if country == CountryRelation::Conflict {
-        if dob == DobRelation::Exact {
-            (
-                MatchClass::Potential,
-                "mixed evidence: the country conflicts but the full date of birth matches"
-                    .to_string(),
-            )
-        } else {
-            (
-                MatchClass::Discounted,
-                "the country contradicts the list".to_string(),
-            )
-        }
     } else if cmp.level == NameLevel::Strong
         && (!best.weak || dob == DobRelation::Exact)
         && !near_miss
@@ -809,16 +913,7 @@ fn evaluate(
         // A weak alias (nickname) confirms only with the full date of birth behind it.
         (
             MatchClass::Confirmed,
-            "strong name, corroborated, no conflict".to_string(),
-        )
-    } else if cmp.level == NameLevel::Strong
-        && !best.weak
-        && !comparable
-        && cmp.score >= CONFIRM_WITHOUT_DATA
-    {
-        (
-            MatchClass::Confirmed,
-            "near-exact name and nothing on either side to contradict it".to_string(),
+            "strong name, corroborated by date of birth or nationality, no conflict".to_string(),
         )
     } else {
         let mut why = Vec::new();
@@ -831,13 +926,102 @@ fn evaluate(
         if near_miss {
             why.push("a near miss on date of birth or country");
         }
+        if country == CountryRelation::Conflict {
+            why.push("the country conflicts but the full date of birth matches");
+        }
         if !corroborated {
-            why.push("nothing corroborates it");
+            why.push("no date of birth or nationality corroborates it");
         }
         (
             MatchClass::Potential,
-            format!("plausible but {}", why.join(", ")),
+            format!("not disqualified, not confirmed: {}", why.join(", ")),
         )
+    };
+    let discount_reason = (class == MatchClass::Discounted)
+        .then(|| disqualifiers.first().copied())
+        .flatten();
+    let breakdown = HitBreakdown {
+        name_pairs: cmp
+            .pairs
+            .iter()
+            .map(|p| NamePair {
+                customer: p.customer.clone(),
+                list: p.list.clone(),
+                relation: relation_name(p.relation).to_string(),
+                edits: p.edits as u32,
+                similarity: round3(p.similarity),
+            })
+            .collect(),
+        customer_only: cmp.extra_customer.clone(),
+        list_only: cmp.extra_list.clone(),
+        name_level: cmp.level.as_str().to_string(),
+        date_of_birth: FieldCheck {
+            relation: if org {
+                "not_comparable".into()
+            } else {
+                dob_name(dob).into()
+            },
+            customer: c.date_of_birth.map(|d| d.to_string()),
+            list: e.birth_dates.iter().map(ToString::to_string).collect(),
+        },
+        country: FieldCheck {
+            relation: country_name(country).into(),
+            customer: if org {
+                let mut v: Vec<String> = c.nationality.iter().cloned().collect();
+                v.extend(
+                    c.addresses
+                        .iter()
+                        .filter(|a| !a.country.is_empty())
+                        .map(|a| a.country.clone()),
+                );
+                (!v.is_empty()).then(|| v.join("/"))
+            } else {
+                c.nationality.clone()
+            },
+            list: e
+                .nationalities
+                .iter()
+                .chain(if org {
+                    &e.countries
+                } else {
+                    &e.birth_countries
+                })
+                .cloned()
+                .collect(),
+        },
+        entity_type: FieldCheck {
+            relation: if kind_mismatch {
+                "differs"
+            } else if e.kind == EntityKind::Unknown {
+                "unknown"
+            } else {
+                "same"
+            }
+            .into(),
+            customer: Some(
+                match c.entity_type {
+                    EntityType::Individual => "INDIVIDUAL",
+                    EntityType::Business => "BUSINESS",
+                }
+                .into(),
+            ),
+            list: vec![format!("{:?}", e.kind).to_uppercase()],
+        },
+        identifiers: FieldCheck {
+            relation: if e.identifiers.is_empty() {
+                "unknown".into()
+            } else {
+                "not_comparable".into()
+            },
+            customer: None,
+            list: e
+                .identifiers
+                .iter()
+                .take(5)
+                .map(|i| format!("{} {}", i.kind, i.value))
+                .collect(),
+        },
+        disqualifiers: disqualifiers.clone(),
     };
     let mut score = cmp.score;
     score += match dob {
@@ -877,6 +1061,52 @@ fn evaluate(
         class,
         claimed_by_source: !claims.is_empty(),
         explanation: expl,
+        discount_reason,
+        breakdown: Some(breakdown),
+    }
+}
+
+fn relation_name(r: TokenRelation) -> &'static str {
+    match r {
+        TokenRelation::Exact => "exact",
+        TokenRelation::Initial => "initial",
+        TokenRelation::SoundAlike => "sound_alike",
+        TokenRelation::Typo => "typo",
+        TokenRelation::SoundAlikeTypo => "sound_alike_typo",
+        TokenRelation::GluedOrSplit => "glued_or_split",
+        TokenRelation::Unrelated => "unrelated",
+    }
+}
+
+fn dob_name(d: DobRelation) -> &'static str {
+    match d {
+        DobRelation::Exact => "exact",
+        DobRelation::Compatible => "compatible",
+        DobRelation::Near => "near",
+        DobRelation::Conflict => "conflict",
+        DobRelation::Unknown => "unknown",
+    }
+}
+
+fn country_name(c: CountryRelation) -> &'static str {
+    match c {
+        CountryRelation::Agree => "agree",
+        CountryRelation::AgreeWeak => "agree_weak",
+        CountryRelation::Unknown => "unknown",
+        CountryRelation::ConflictWeak => "conflict_weak",
+        CountryRelation::Conflict => "conflict",
+    }
+}
+
+fn disqualifier_words(d: Disqualifier) -> &'static str {
+    match d {
+        Disqualifier::EntityTypeDiffers => "the entity type differs",
+        Disqualifier::DateOfBirthContradicts => "the date of birth contradicts the list",
+        Disqualifier::NationalityContradicts => "the nationality or country contradicts the list",
+        Disqualifier::NamesUnrelated => "the names are unrelated (no word relates)",
+        Disqualifier::NamesDiffer => {
+            "each name keeps a word that relates to nothing in the other (other given names)"
+        }
     }
 }
 
@@ -935,6 +1165,8 @@ fn unverifiable(lists: &ScreeningLists, alert: &Alert, m: &ScreeningMatch) -> Sc
             ),
             "class: UNVERIFIABLE: cannot be cleared without the list".to_string(),
         ],
+        discount_reason: None,
+        breakdown: None,
     }
 }
 
@@ -1197,10 +1429,127 @@ mod tests {
             "{:?}",
             hit.explanation
         );
-        // A shared surname alone, no DOB on the customer: the given names differ.
+        // A shared surname alone, no DOB on the customer: the given names differ, but that
+        // is no disqualifier, so an analyst looks.
         let out = l.screen(&alert("Charles Al-Qubaysi", false, None, None, &claim));
-        assert_eq!(out.hits[0].class, MatchClass::Discounted);
-        assert!(out.all_discounted());
+        assert_eq!(out.hits[0].class, MatchClass::Potential);
+        assert!(!out.all_discounted());
+    }
+
+    #[test]
+    fn exact_dob_and_nationality_outweigh_spelling() {
+        let l = lists(vec![munir()]);
+        let claim = [("OFAC_SDN", "100", "AL-QUBAYSI, Munir")];
+        // Respelled, other given name, or a name that shares nothing: with the list's exact
+        // date of birth and nationality, never discounted.
+        for name in [
+            "Munir Al-Kubeisi",
+            "Moneer Alqubaisi",
+            "Ahmed Al-Qubaysi",
+            "Muñir Jubaysi",
+            "Laura Nelson",
+        ] {
+            let out = l.screen(&alert(name, false, Some("1966-01-12"), Some("IQ"), &claim));
+            let hit = &out.hits[0];
+            assert_ne!(
+                hit.class,
+                MatchClass::Discounted,
+                "{name}: {:?}",
+                hit.explanation
+            );
+            assert!(hit.discount_reason.is_none());
+        }
+    }
+
+    #[test]
+    fn discount_names_its_disqualifier() {
+        let l = lists(vec![munir()]);
+        let claim = [("OFAC_SDN", "100", "AL-QUBAYSI, Munir")];
+        let cases = [
+            (
+                alert(
+                    "Munir Al-Qubaysi",
+                    false,
+                    Some("1990-05-05"),
+                    Some("IQ"),
+                    &claim,
+                ),
+                Disqualifier::DateOfBirthContradicts,
+            ),
+            (
+                alert("Munir Al-Qubaysi", false, None, Some("FR"), &claim),
+                Disqualifier::NationalityContradicts,
+            ),
+            (
+                alert("Munir Al-Qubaysi", true, None, None, &claim),
+                Disqualifier::EntityTypeDiffers,
+            ),
+            (
+                alert("Laura Nelson", false, None, None, &claim),
+                Disqualifier::NamesUnrelated,
+            ),
+        ];
+        for (a, want) in cases {
+            let out = l.screen(&a);
+            let hit = &out.hits[0];
+            assert_eq!(hit.class, MatchClass::Discounted, "{:?}", hit.explanation);
+            assert_eq!(hit.discount_reason, Some(want), "{:?}", hit.explanation);
+            let b = hit.breakdown.as_ref().expect("breakdown");
+            assert_eq!(b.disqualifiers.first(), Some(&want));
+            assert!(
+                hit.explanation
+                    .iter()
+                    .any(|x| x.starts_with("class: DISCOUNTED: disqualified: ")),
+                "{:?}",
+                hit.explanation
+            );
+        }
+        // Nothing discounted carries a reason; the breakdown names each token pair.
+        let out = l.screen(&alert("Munir Al Qubaisy", false, None, None, &claim));
+        let hit = &out.hits[0];
+        assert_ne!(hit.class, MatchClass::Discounted);
+        assert!(hit.discount_reason.is_none());
+        let b = hit.breakdown.as_ref().expect("breakdown");
+        assert!(
+            b.name_pairs
+                .iter()
+                .any(|p| p.customer == "QUBAISY" && p.list == "QUBAYSI" && p.relation != "exact"),
+            "{b:?}"
+        );
+        assert_eq!(b.date_of_birth.relation, "unknown");
+        assert_eq!(b.date_of_birth.list, vec!["1966-01-12".to_string()]);
+    }
+
+    #[test]
+    fn one_typo_organisations_are_never_discounted_by_name() {
+        let mut e = entry(
+            "OFAC_SDN",
+            "300",
+            EntityKind::Entity,
+            "KALA NAFT TRADING LIMITED",
+        );
+        e.countries = vec!["IR".into()];
+        let l = lists(vec![e]);
+        let claim = [("OFAC_SDN", "300", "KALA NAFT TRADING LIMITED")];
+        for name in [
+            "KALA NAFT TARDING LTD",
+            "KALLA NAFT TRADING LIMITED",
+            "KAL NAFT TRADING",
+            "KALA NAFTT TRADDING LIMTED",
+            "KALANAFT TRADING",
+            "KA1A NAFT TRADING",
+            "QALA NAFT TRADING",
+        ] {
+            let mut a = alert(name, true, None, None, &claim);
+            a.customer.addresses = vec![];
+            let out = l.screen(&a);
+            assert_ne!(
+                out.hits[0].class,
+                MatchClass::Discounted,
+                "{name}: {:?}",
+                out.hits[0].explanation
+            );
+        }
     }
 
     #[test]
@@ -1231,10 +1580,10 @@ mod tests {
         // Nationality contradicts and the DOB is missing: discounted.
         let out = l.screen(&alert("Munir Al-Qubaysi", false, None, Some("FR"), &claim));
         assert_eq!(out.hits[0].class, MatchClass::Discounted);
-        // Nothing on the customer record to compare: an exact name confirms, a partial one
-        // (surname only) stays potential.
+        // Nothing on the customer record to compare: even an exact name is only potential
+        // (blocking needs corroboration), and so is a partial one (surname only).
         let out = l.screen(&alert("Munir Al-Qubaysi", false, None, None, &claim));
-        assert_eq!(out.hits[0].class, MatchClass::Confirmed);
+        assert_eq!(out.hits[0].class, MatchClass::Potential);
         let out = l.screen(&alert("Al-Qubaysi", false, None, None, &claim));
         assert_eq!(
             out.hits[0].class,
@@ -1420,9 +1769,9 @@ mod tests {
                 "Jonathan Traslavina Benavides",
                 "TRASLAVINA BENAVIDES, Erasmo"
             ),
-            NameLevel::Weak
+            NameLevel::Differs
         );
-        assert_eq!(lvl("Laura Nelson", "ZULKARNAEN"), NameLevel::Weak);
+        assert_eq!(lvl("Laura Nelson", "ZULKARNAEN"), NameLevel::Unrelated);
         assert_eq!(lvl("Katrangi", "KATRANGI, Mohamad"), NameLevel::Partial);
         let o = |s: &str| normalize_name(s, NameKind::Organisation);
         let cmp = compare_names(&o("Grajales Consulting Corp"), &o("GRAJALES S.A."), true);

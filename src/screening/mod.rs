@@ -26,6 +26,8 @@ pub mod lists;
 pub mod matcher;
 pub mod normalize;
 pub mod phonetic;
+pub mod robustness;
+pub mod similarity;
 
 use std::path::PathBuf;
 
@@ -135,6 +137,54 @@ impl ScreeningOutcome {
     }
 }
 
+/// Versions of one entry (same list and entry id, say `sdn.csv` with its address file and a
+/// newer `sdn-2024.csv` without one) describe one party: each version gets the union of
+/// their dates of birth, nationalities, places of birth, countries and identifiers. Names
+/// stay per version. The union only widens what agrees, so it can never make a
+/// contradiction out of one version's silence.
+fn share_identifying_facts(entries: &mut [ListEntry]) {
+    use std::collections::HashMap;
+    let mut groups: HashMap<(String, String), Vec<usize>> = HashMap::new();
+    for (i, e) in entries.iter().enumerate() {
+        groups
+            .entry((e.list_id.clone(), e.entry_id.clone()))
+            .or_default()
+            .push(i);
+    }
+    fn add<T: PartialEq + Clone>(into: &mut Vec<T>, from: &[T]) {
+        for x in from {
+            if !into.contains(x) {
+                into.push(x.clone());
+            }
+        }
+    }
+    for idx in groups.into_values().filter(|v| v.len() > 1) {
+        let mut merged = entries[idx[0]].clone();
+        for &i in &idx[1..] {
+            let e = &entries[i];
+            add(&mut merged.birth_dates, &e.birth_dates);
+            add(&mut merged.nationalities, &e.nationalities);
+            add(&mut merged.birth_countries, &e.birth_countries);
+            add(&mut merged.countries, &e.countries);
+            add(&mut merged.identifiers, &e.identifiers);
+            if merged.kind == EntityKind::Unknown {
+                merged.kind = e.kind;
+            }
+        }
+        for &i in &idx {
+            let e = &mut entries[i];
+            e.birth_dates = merged.birth_dates.clone();
+            e.nationalities = merged.nationalities.clone();
+            e.birth_countries = merged.birth_countries.clone();
+            e.countries = merged.countries.clone();
+            e.identifiers = merged.identifiers.clone();
+            if e.kind == EntityKind::Unknown {
+                e.kind = merged.kind;
+            }
+        }
+    }
+}
+
 /// The loaded lists, indexed for screening.
 #[derive(Debug, Default)]
 pub struct ScreeningLists {
@@ -165,9 +215,10 @@ impl ScreeningLists {
     /// entry's `list_id` and `list_version` should match one of `lists`.
     pub fn from_parts(
         lists: Vec<LoadedList>,
-        entries: Vec<ListEntry>,
+        mut entries: Vec<ListEntry>,
         warnings: Vec<String>,
     ) -> Self {
+        share_identifying_facts(&mut entries);
         let index = matcher::Index::build(&entries);
         Self {
             lists,

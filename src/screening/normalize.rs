@@ -13,6 +13,7 @@
 //! matcher aligns tokens itself, so word order never matters there either.
 
 use super::phonetic::phonetic_key;
+use super::similarity::sound_keys;
 
 /// What kind of party a name belongs to; it decides which words are noise.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -43,6 +44,9 @@ pub struct Token {
     pub text: String,
     /// [`phonetic_key`] of `text`.
     pub key: String,
+    /// [`sound_keys`] of `text`: the coarse cross-language keys behind the `sound_alike`
+    /// relation.
+    pub sound: [String; 2],
     /// Role in the name.
     pub role: TokenRole,
 }
@@ -56,6 +60,9 @@ pub struct NormalizedName {
     pub tokens: Vec<Token>,
     /// Whether it was read as an organisation name.
     pub organisation: bool,
+    /// Every word glued together before legal forms and honorifics were dropped: a legal
+    /// form glued to the name (`TIMPANILTD`) or split by a typo (`LIM ITED`) still compares.
+    pub full_compact: String,
 }
 
 impl NormalizedName {
@@ -317,7 +324,33 @@ fn raw_words(raw: &str) -> Vec<String> {
         }
         flush(&mut cur, &mut words);
     }
+    for w in &mut words {
+        fold_look_alike_digits(w);
+    }
     words
+}
+
+/// A word that mixes letters and digits (`R0SNEFT`, `8ANK`) had its digits typed for the
+/// letters they look like; all-digit words (`2000`) are kept.
+fn fold_look_alike_digits(w: &mut String) {
+    let letters = w.bytes().any(|b| b.is_ascii_alphabetic());
+    let digits = w.bytes().any(|b| b.is_ascii_digit());
+    if letters && digits {
+        *w = w
+            .chars()
+            .map(|c| match c {
+                '0' => 'O',
+                '1' => 'I',
+                '3' => 'E',
+                '4' => 'A',
+                '5' => 'S',
+                '6' => 'G',
+                '7' => 'T',
+                '8' => 'B',
+                other => other,
+            })
+            .collect();
+    }
 }
 
 /// Normalises one name. See the module documentation for the steps.
@@ -347,6 +380,7 @@ pub fn normalize_name(raw: &str, kind: NameKind) -> NormalizedName {
     } else {
         words.into_iter().filter(|w| w != ",").collect()
     };
+    let full_compact: String = ordered.concat();
     let mut kept: Vec<String> = ordered
         .iter()
         .filter(|w| {
@@ -385,6 +419,7 @@ pub fn normalize_name(raw: &str, kind: NameKind) -> NormalizedName {
             };
             Token {
                 key: phonetic_key(&w),
+                sound: sound_keys(&w),
                 text: w,
                 role,
             }
@@ -400,6 +435,7 @@ pub fn normalize_name(raw: &str, kind: NameKind) -> NormalizedName {
         original: raw.to_string(),
         tokens,
         organisation,
+        full_compact,
     }
 }
 

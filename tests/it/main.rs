@@ -14,6 +14,7 @@ mod mq;
 mod mq_support;
 mod redis_state;
 mod screening_eval;
+mod screening_robustness;
 mod store;
 mod store_support;
 mod supervision;

@@ -1,7 +1,7 @@
 //! Real-data evaluation on `screening-dev.eval.jsonl`: loads every list from the shared data
-//! folder, screens every alert and prints a confusion table. Skips (with a note) when the
-//! data is absent. Set `AML_SHARED_DATA` to point elsewhere(default
-//! `../shared/data` next to the crate).
+//! folder, screens every alert and prints a confusion table. Fails when the data is absent
+//! (a silent skip would pass a CI run that checked nothing). Set `AML_SHARED_DATA` to point
+//! elsewhere (default `../shared/data` next to the crate).
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -31,12 +31,7 @@ fn list_paths(dir: &std::path::Path) -> Vec<PathBuf> {
 
 #[test]
 fn screening_dev_eval_has_no_misses_and_clears_most_false_alerts() {
-    let Some(dir) = data_dir() else {
-        eprintln!(
-            "NOTE: shared data not found (set AML_SHARED_DATA); skipping the real-data evaluation"
-        );
-        return;
-    };
+    let dir = data_dir().expect("shared data not found (set AML_SHARED_DATA)");
     let t0 = Instant::now();
     let lists = ScreeningLists::load_paths(&list_paths(&dir)).expect("lists load");
     eprintln!(
@@ -153,8 +148,8 @@ fn screening_dev_eval_has_no_misses_and_clears_most_false_alerts() {
     }
     assert_eq!(fneg, 0, "every true match must keep a non-discounted hit");
     assert!(
-        tn as f64 >= 0.8 * (fp + tn) as f64,
-        "at least 80% of false alerts must clear, got {tn}/{}",
+        tn as f64 >= 0.9 * (fp + tn) as f64,
+        "at least 90% of false alerts must clear the matcher, got {tn}/{}",
         fp + tn
     );
 }
