@@ -1429,10 +1429,23 @@ mod tests {
             "{:?}",
             hit.explanation
         );
-        // A shared surname alone, no DOB on the customer: the given names differ, but that
-        // is no disqualifier, so an analyst looks.
+        // A shared surname, no DOB on the customer: another given name is a disqualifier
+        // of its own (names differ), and says so.
         let out = l.screen(&alert("Charles Al-Qubaysi", false, None, None, &claim));
-        assert_eq!(out.hits[0].class, MatchClass::Potential);
+        assert_eq!(out.hits[0].class, MatchClass::Discounted);
+        assert_eq!(out.hits[0].discount_reason, Some(Disqualifier::NamesDiffer));
+        // The same given name with other middle names on both sides is not: name chains
+        // vary, so an analyst looks.
+        let mut long = munir();
+        long.name = "AL-QUBAYSI, Munir Abdul Karim".into();
+        let l2 = lists(vec![long]);
+        let out = l2.screen(&alert("Munir Hassan Al-Qubaysi", false, None, None, &claim));
+        assert_eq!(
+            out.hits[0].class,
+            MatchClass::Potential,
+            "{:?}",
+            out.hits[0].explanation
+        );
         assert!(!out.all_discounted());
     }
 
