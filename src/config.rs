@@ -76,6 +76,15 @@ pub const KNOWN_KEYS: &[&str] = &[
     "MAX_ALERT_BYTES",
     "LIST_PATHS",
     "JURISDICTION_PATH",
+    // List freshness (issue 13).
+    "LIST_SOURCES",
+    "LIST_DIR",
+    "LIST_MIN_ENTRIES",
+    "LIST_MAX_REMOVED_PERCENT",
+    "LIST_MAX_AGE_HOURS",
+    "LIST_REQUIRED",
+    "LIST_RELOAD_SECONDS",
+    "LIST_FETCH_TIMEOUT_SECONDS",
     "RETENTION_DAYS",
     "OFFLINE_LATENCY_MS",
     "CONTEXT_BUILDER_PROVIDER",
@@ -274,6 +283,22 @@ pub struct Settings {
     /// FATF jurisdiction list (`iso2,country,fatf_status,eu_high_risk_third_country`).
     #[serde(default)]
     pub jurisdiction_path: Option<PathBuf>,
+    /// Where `aml-triage lists update` fetches from: `file=url` pairs separated by commas.
+    pub list_sources: String,
+    /// Folder of installed list versions; `LIST_DIR/current` links the one in force.
+    pub list_dir: PathBuf,
+    /// Fewest entries a fetched list may have.
+    pub list_min_entries: usize,
+    /// Largest share (percent) of a list's entries one update may remove.
+    pub list_max_removed_percent: f64,
+    /// `/ready` fails when a required list's file is older than this (0: no limit).
+    pub list_max_age_hours: f64,
+    /// Lists `/ready` requires, comma-separated ids (empty: every loaded list).
+    pub list_required: String,
+    /// How often a node checks its list paths for a new version (0: never).
+    pub list_reload_seconds: u64,
+    /// Timeout of each list download.
+    pub list_fetch_timeout_seconds: f64,
     /// Records older than this many days may be purged.
     pub retention_days: u32,
     /// Simulated latency of the offline provider per call (load tests and drills); 0 by
@@ -408,6 +433,14 @@ impl Default for Settings {
             max_alert_bytes: crate::domain::alert::DEFAULT_MAX_ALERT_BYTES,
             list_paths: Vec::new(),
             jurisdiction_path: None,
+            list_sources: String::new(),
+            list_dir: PathBuf::from("lists"),
+            list_min_entries: 100,
+            list_max_removed_percent: 10.0,
+            list_max_age_hours: 0.0,
+            list_required: String::new(),
+            list_reload_seconds: 300,
+            list_fetch_timeout_seconds: 120.0,
             retention_days: 1825,
             offline_latency_ms: 0,
             context_builder_provider: "offline".into(),
@@ -515,6 +548,16 @@ impl Settings {
         }
         settings.validate()?;
         Ok(settings)
+    }
+
+    /// The list ids `/ready` requires (`LIST_REQUIRED`; empty: every loaded list).
+    pub fn required_lists(&self) -> Vec<String> {
+        self.list_required
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect()
     }
 
     /// Checks ranges and orderings; errors name the key.
@@ -664,6 +707,17 @@ impl Settings {
         }
         if self.retention_days == 0 {
             return Err(bad("RETENTION_DAYS", "must be at least 1"));
+        }
+        if !(self.list_max_removed_percent.is_finite()
+            && (0.0..=100.0).contains(&self.list_max_removed_percent))
+        {
+            return Err(bad("LIST_MAX_REMOVED_PERCENT", "must be between 0 and 100"));
+        }
+        if !(self.list_max_age_hours.is_finite() && self.list_max_age_hours >= 0.0) {
+            return Err(bad("LIST_MAX_AGE_HOURS", "must be 0 (no limit) or more"));
+        }
+        if !(self.list_fetch_timeout_seconds.is_finite() && self.list_fetch_timeout_seconds > 0.0) {
+            return Err(bad("LIST_FETCH_TIMEOUT_SECONDS", "must be more than 0"));
         }
         if self.http_bind.parse::<std::net::SocketAddr>().is_err() {
             return Err(bad("HTTP_BIND", "must be ADDRESS:PORT, e.g. 0.0.0.0:8000"));

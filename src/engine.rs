@@ -45,6 +45,7 @@ use crate::messages::supervisor::{StopAgentOf, TriageAlert};
 use crate::metrics::Metrics;
 use crate::mq::LinkStatus;
 use crate::mq::remote::{RemoteAgent, RemoteClient, StepRequest, StepResponse};
+use crate::reference::ReferenceHandle;
 use crate::state::StateStore;
 use crate::state::cache::Caches;
 use crate::state::lease::{Leases, ResumeFn};
@@ -111,6 +112,8 @@ impl EngineBuilder {
             Some(r) => r,
             None => ReferenceData::load(&settings).map_err(StartError::ReferenceData)?,
         };
+        let reference = Arc::new(ReferenceHandle::new(refs, settings.list_paths.clone()));
+        let refs = reference.clone();
         // An explicitly given provider serves every agent; otherwise each agent's provider
         // comes from the configuration (offline by default).
         let mut providers = match self.provider {
@@ -217,6 +220,9 @@ impl EngineBuilder {
             });
             leases.spawn_sweeper(&state_rt, Arc::downgrade(&store), resume);
         }
+        if settings.list_reload_seconds > 0 && !settings.list_paths.is_empty() {
+            spawn_list_reloader(&state_rt, &reference, &settings, &metrics);
+        }
         crate::state::publisher::spawn(
             &state_rt,
             state.clone(),
@@ -253,9 +259,51 @@ impl EngineBuilder {
             metrics,
             state,
             leases,
+            reference,
             _state_runtime: state_runtime,
         })
     }
+}
+
+/// Checks the list paths every `LIST_RELOAD_SECONDS` and swaps in a changed set once it has
+/// loaded and passed its checks; a set that fails is refused and logged, and the node goes on
+/// with the lists it has. Ends with the state runtime.
+fn spawn_list_reloader(
+    rt: &tokio::runtime::Handle,
+    reference: &Arc<ReferenceHandle>,
+    settings: &Arc<Settings>,
+    metrics: &Metrics,
+) {
+    let weak = Arc::downgrade(reference);
+    let (settings, metrics) = (settings.clone(), metrics.clone());
+    let every = Duration::from_secs(settings.list_reload_seconds);
+    rt.spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let Some(reference) = weak.upgrade() else {
+                return;
+            };
+            let s = settings.clone();
+            let r = reference.clone();
+            match tokio::task::spawn_blocking(move || r.reload_if_changed(&s)).await {
+                Ok(Ok(Some(versions))) => {
+                    metrics.list_reload("swapped");
+                    tracing::info!(?versions, "screening lists reloaded");
+                }
+                Ok(Ok(None)) => {}
+                Ok(Err(e)) => {
+                    metrics.list_reload("refused");
+                    tracing::error!(error = %e, "screening list reload refused; keeping the lists in force");
+                }
+                Err(e) => {
+                    metrics.list_reload("refused");
+                    tracing::error!(error = %e, "screening list reload panicked");
+                }
+            }
+        }
+    });
 }
 
 /// Builds this node's published state from what the engine knows.
@@ -397,7 +445,7 @@ async fn build(
     settings: Arc<Settings>,
     store: Arc<Store>,
     sources: crate::actors::data_enrichment::Sources,
-    refs: ReferenceData,
+    refs: Arc<ReferenceHandle>,
     providers: ProviderRegistry,
     metrics: Metrics,
     remote: Option<Arc<RemoteClient>>,
@@ -499,7 +547,7 @@ async fn build(
         versions: AuditVersions {
             policy_version: POLICY_VERSION.to_string(),
             config_version: settings.config_version(),
-            list_versions: refs.versions(),
+            list_versions: refs.current().versions(),
         },
         mailbox: settings.max_concurrent_alerts.max(16),
         metrics,
@@ -674,6 +722,8 @@ pub struct Engine {
     metrics: Metrics,
     state: Arc<dyn StateStore>,
     leases: Arc<Leases>,
+    /// The screening lists and jurisdiction table in force.
+    reference: Arc<ReferenceHandle>,
     /// Runs the Redis connection, lease heartbeat, sweeper and state publisher; dropped
     /// (ending them) with the engine.
     _state_runtime: StoreRuntime,
@@ -841,7 +891,31 @@ impl Engine {
 
     /// The Prometheus exposition of this engine's metrics, sampled now.
     pub fn metrics_text(&self) -> String {
+        let now = Utc::now();
+        for f in self.reference.freshness() {
+            self.metrics.list_age(&f.list_id, f.age_seconds(now));
+        }
         self.metrics.encode(self.in_flight(), &self.health())
+    }
+
+    /// The reference data in force (screening lists, jurisdictions) and their freshness.
+    pub fn reference(&self) -> &Arc<ReferenceHandle> {
+        &self.reference
+    }
+
+    /// Reloads the screening lists now if their files changed (see [`ReferenceHandle`]).
+    /// Returns the new list versions when it swapped.
+    pub async fn reload_lists(&self) -> Result<Option<Vec<String>>, crate::reference::ReloadError> {
+        let (r, s) = (self.reference.clone(), self.settings.clone());
+        let out = tokio::task::spawn_blocking(move || r.reload_if_changed(&s))
+            .await
+            .map_err(|e| crate::reference::ReloadError::Load(e.to_string()))?;
+        match &out {
+            Ok(Some(_)) => self.metrics.list_reload("swapped"),
+            Err(_) => self.metrics.list_reload("refused"),
+            Ok(None) => {}
+        }
+        out
     }
 
     /// Whether new alerts are taken (false once shutdown has begun).

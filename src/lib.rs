@@ -13,6 +13,8 @@
 //! - [`domain`]: pure logic, no actors or I/O: the alert model and validation
 //!   ([`domain::alert`]), enrichment facts, scoring and confidence, the versioned policy.
 //! - [`screening`], [`typologies`], [`jurisdiction`]: pure detectors the enrichment uses.
+//! - [`reference`]: the lists in force at run time, swapped without a restart; `lists update`
+//!   fetches, verifies and installs new versions.
 //! - [`messages`]: typed actix messages, one file per agent's message family.
 //! - [`actors`]: the Supervisor and one file per agent; they only orchestrate. Supervision
 //!   (restart limits, backoff, retries) lives in [`actors::supervision`].
@@ -43,6 +45,7 @@ pub mod llm;
 pub mod messages;
 pub mod metrics;
 pub mod mq;
+pub mod reference;
 pub mod screening;
 pub mod state;
 pub mod store;

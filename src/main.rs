@@ -34,9 +34,12 @@ enum Command {
     /// Decide a labelled file (`{"alert":...,"expected":...}` lines) and compare with the
     /// labels. Uses an in-memory store unless --database-url is given.
     Eval(EvalArgs),
-    /// Write a screening robustness set: labelled alerts built from loaded list entries by
-    /// named perturbations of their names (true hits) plus namesakes with a real disqualifier.
-    Robustness(RobustnessArgs),
+    /// Screening lists: fetch and install new versions, show what is loaded, or write a
+    /// robustness set.
+    Lists {
+        #[command(subcommand)]
+        command: ListsCommand,
+    },
     /// Apply pending database migrations.
     Migrate(DbArgs),
     /// Audit trail: verify the hash chains, or export a regulator pack.
@@ -166,6 +169,31 @@ struct EvalArgs {
     database_url: Option<String>,
 }
 
+#[derive(Subcommand)]
+enum ListsCommand {
+    /// Fetch every LIST_SOURCES file, verify the set (parses, at least LIST_MIN_ENTRIES per
+    /// list, at most LIST_MAX_REMOVED_PERCENT of a list's entries removed) and install it as
+    /// LIST_DIR/current; serving nodes pick it up within LIST_RELOAD_SECONDS. Exit 1 and
+    /// nothing installed when a check fails.
+    Update {
+        /// Folder of installed versions (overrides LIST_DIR).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print every loaded list with its version, entries and age.
+    Status {
+        #[command(flatten)]
+        refs: RefArgs,
+    },
+    /// Write a screening robustness set: labelled alerts built from loaded list entries by
+    /// named perturbations of their names (true hits) plus namesakes with a real
+    /// disqualifier.
+    Robustness(RobustnessArgs),
+}
+
 #[derive(clap::Args)]
 struct RobustnessArgs {
     /// Where to write the labelled lines.
@@ -248,10 +276,22 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let migrate = !args.no_migrate;
             triage(settings, args, migrate).await
         }
-        Command::Robustness(args) => {
-            args.refs.apply(&mut settings);
-            robustness(&settings, &args)
-        }
+        Command::Lists { command } => match command {
+            ListsCommand::Robustness(args) => {
+                args.refs.apply(&mut settings);
+                robustness(&settings, &args)
+            }
+            ListsCommand::Status { refs } => {
+                refs.apply(&mut settings);
+                lists_status(&settings)
+            }
+            ListsCommand::Update { dir, json } => {
+                if let Some(d) = dir {
+                    settings.list_dir = d;
+                }
+                lists_update(&settings, json).await
+            }
+        },
         Command::Eval(args) => {
             args.refs.apply(&mut settings);
             settings.database_url = args.database_url.clone().unwrap_or_else(|| "memory".into());
@@ -709,6 +749,63 @@ async fn triage(settings: Settings, args: TriageArgs, migrate: bool) -> Result<E
     let decisions: Vec<Decision> = run.decided.iter().map(|(d, _)| d.clone()).collect();
     print_summary(&decisions, run.elapsed, run.malformed, run.failed, run.left);
     Ok(exit_code(&run))
+}
+
+async fn lists_update(settings: &Settings, json: bool) -> Result<ExitCode> {
+    use aml_triage::reference::update::{UpdatePolicy, parse_sources, update};
+    let sources = parse_sources(&settings.list_sources)?;
+    let policy = UpdatePolicy {
+        min_entries: settings.list_min_entries,
+        max_removed_percent: settings.list_max_removed_percent,
+        timeout: std::time::Duration::from_secs_f64(settings.list_fetch_timeout_seconds),
+    };
+    match update(&settings.list_dir, &sources, &policy).await {
+        Ok(report) => {
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                println!("installed {}", report.installed.display());
+                for (id, c) in &report.lists {
+                    println!(
+                        "  {id:<20} {:<14} {:>7} entries  +{} -{}",
+                        c.version, c.entries, c.added, c.removed
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("error: list update refused, nothing installed: {e}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+fn lists_status(settings: &Settings) -> Result<ExitCode> {
+    use aml_triage::domain::enrichment::ReferenceData;
+    use aml_triage::reference::ReferenceHandle;
+    let refs = ReferenceData::load(settings).map_err(anyhow::Error::msg)?;
+    let handle = ReferenceHandle::new(refs, settings.list_paths.clone());
+    let now = chrono::Utc::now();
+    for f in handle.freshness() {
+        println!(
+            "{:<20} {:<14} {:>7} entries  fetched {}  ({:.1} h ago)",
+            f.list_id,
+            f.version,
+            f.entries,
+            f.fetched_at.format("%Y-%m-%d %H:%M:%SZ"),
+            f.age_seconds(now) / 3600.0
+        );
+    }
+    let stale = handle.stale(&settings.required_lists(), settings.list_max_age_hours, now);
+    for s in &stale {
+        println!("STALE {s}");
+    }
+    Ok(if stale.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn robustness(settings: &Settings, args: &RobustnessArgs) -> Result<ExitCode> {

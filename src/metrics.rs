@@ -49,6 +49,20 @@ pub struct ErrorLabels {
     pub kind: String,
 }
 
+/// Labels: a screening list.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ListLabels {
+    /// List id, e.g. `OFAC_SDN`.
+    pub list: String,
+}
+
+/// Labels: an outcome.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    /// Outcome, e.g. `swapped` or `refused`.
+    pub outcome: String,
+}
+
 /// Labels: a disposition.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DispositionLabels {
@@ -158,6 +172,8 @@ struct Inner {
     http_requests: Family<HttpLabels, Counter>,
     http_duration: Family<RouteLabels, Histogram>,
     mq_messages: Family<MqLabels, Counter>,
+    list_age: Family<ListLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    list_reloads: Family<OutcomeLabels, Counter>,
     /// Serialises sampling + encoding so two scrapes cannot double-count restarts.
     encode_lock: Mutex<()>,
 }
@@ -207,6 +223,8 @@ impl Metrics {
         "aml_triage_cache_requests_total",
         "aml_triage_lease_takeovers_total",
         "aml_triage_mq_messages_total",
+        "aml_triage_list_age_seconds",
+        "aml_triage_list_reloads_total",
     ];
 
     /// A fresh registry with every family registered.
@@ -325,9 +343,23 @@ impl Metrics {
             "RabbitMQ messages handled, by outcome (published, dead_lettered, requeued, reply) and reason",
             mq_messages.clone(),
         );
+        let list_age = Family::<ListLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+        registry.register(
+            "list_age_seconds",
+            "Seconds since each loaded screening list's file was fetched (written)",
+            list_age.clone(),
+        );
+        let list_reloads = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "list_reloads",
+            "Screening list reloads, by outcome (swapped, refused)",
+            list_reloads.clone(),
+        );
         Self {
             inner: Arc::new(Inner {
                 registry,
+                list_age,
+                list_reloads,
                 cache_requests,
                 lease_takeovers,
                 tallies: Mutex::new(std::collections::HashMap::new()),
@@ -522,6 +554,26 @@ impl Metrics {
             .observe(seconds);
     }
 
+    /// Records how old a loaded list is.
+    pub fn list_age(&self, list: &str, seconds: f64) {
+        self.inner
+            .list_age
+            .get_or_create(&ListLabels {
+                list: list.to_string(),
+            })
+            .set(seconds);
+    }
+
+    /// A list reload swapped in a new set, or refused one.
+    pub fn list_reload(&self, outcome: &str) {
+        self.inner
+            .list_reloads
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.to_string(),
+            })
+            .inc();
+    }
+
     /// The RabbitMQ bridge or worker handled a message (see [`MqLabels`]).
     pub fn mq_message(&self, outcome: &str, reason: &str) {
         self.inner
@@ -579,6 +631,8 @@ mod tests {
         m.cache_lookup("historical", true);
         m.lease_takeover();
         m.mq_message("dead_lettered", "conflict");
+        m.list_age("OFAC_SDN", 12.5);
+        m.list_reload("swapped");
         let text = m.encode(
             0,
             &[AgentHealth {

@@ -8,11 +8,12 @@ use super::agent::{guarded, stoppable};
 use crate::customer_data::CustomerDataClient;
 use crate::domain::AgentKind;
 use crate::domain::alert::Alert;
-use crate::domain::enrichment::{ReferenceData, enrich_screened};
+use crate::domain::enrichment::enrich_screened;
 use crate::domain::facts::{CustomerHistory, EnrichmentFacts};
 use crate::messages::enrichment::Enrich;
 use crate::messages::{AgentError, StepMeta, StepReply, StepResult};
 use crate::mq::remote::RemoteAgent;
+use crate::reference::ReferenceHandle;
 use crate::state::cache::Caches;
 use crate::store::Store;
 
@@ -34,7 +35,7 @@ pub struct Sources {
 pub struct DataEnrichment {
     /// Set when this agent is listed in `REMOTE_AGENTS`: its steps run on a worker, over RabbitMQ.
     remote: Option<RemoteAgent>,
-    refs: ReferenceData,
+    refs: Arc<ReferenceHandle>,
     sources: Sources,
     model: String,
     mailbox: usize,
@@ -42,7 +43,12 @@ pub struct DataEnrichment {
 
 impl DataEnrichment {
     /// An agent reading `refs`, and customer history from `sources`.
-    pub fn new(refs: ReferenceData, sources: Sources, model: String, mailbox: usize) -> Self {
+    pub fn new(
+        refs: Arc<ReferenceHandle>,
+        sources: Sources,
+        model: String,
+        mailbox: usize,
+    ) -> Self {
         Self {
             remote: None,
             refs,
@@ -137,7 +143,8 @@ impl Handler<Enrich> for DataEnrichment {
             let call = remote.call(&msg.env, Default::default());
             return guarded(self, AgentKind::DataEnrichment, &msg.env, call);
         }
-        let refs = self.refs.clone();
+        // One snapshot per alert: a reload swapping lists mid-step cannot mix two versions.
+        let refs = self.refs.current();
         let sources = self.sources.clone();
         let model = self.model.clone();
         let alert = msg.env.alert.clone();

@@ -21,8 +21,9 @@ use serde::{Deserialize, Serialize};
 use super::decision::{Disposition, EscalationPriority, RiskLevel};
 use super::facts::{EnrichmentFacts, ListKind, MatchClass};
 
-/// Version of this policy; recorded with every decision and audit entry.
-pub const POLICY_VERSION: &str = "policy-2026.11-1";
+/// Version of this policy; recorded with every decision and audit entry. `2026.12-1`: screening
+/// candidates clear only on a recorded disqualifier, and only a confirmed hit blocks.
+pub const POLICY_VERSION: &str = "policy-2026.12-1";
 
 /// Days from detection to the SAR filing deadline.
 pub const SAR_FILING_DAYS: u64 = 30;

@@ -172,7 +172,15 @@ pub fn document() -> Value {
                         "confidence": {"type": "number", "minimum": 0, "maximum": 1},
                         "risk_score": {"type": "number", "minimum": 0, "maximum": 100},
                         "requires_human_review": {"type": "boolean"},
-                        "degraded": {"type": "boolean"}}},
+                        "degraded": {"type": "boolean"},
+                        "screening_hits": {"type": "array", "description":
+                            "Every screening candidate: class, discount_reason (entity_type_differs, date_of_birth_contradicts, nationality_contradicts, names_unrelated, names_differ) and a per-field breakdown",
+                            "items": {"type": "object", "additionalProperties": true,
+                                "required": ["evidence_id", "list", "entry_id", "class"],
+                                "properties": {
+                                    "class": enum_of(&["DISCOUNTED", "POTENTIAL", "UNVERIFIABLE", "CONFIRMED"]),
+                                    "discount_reason": {"type": "string"},
+                                    "breakdown": {"type": "object", "additionalProperties": true}}}}}},
                 "BatchResult": {"type": "object", "required": ["accepted", "decided", "rejected", "results"],
                     "properties": {"accepted": {"type": "integer"}, "decided": {"type": "integer"},
                                    "rejected": {"type": "integer"},
@@ -230,7 +238,7 @@ pub fn document() -> Value {
             }},
             "/health": {"get": {"summary": "Liveness", "security": [],
                 "responses": {"200": {"description": "Alive", "content": any_json}}}},
-            "/ready": {"get": {"summary": "Readiness: database, redis, agents, llm, admission", "security": [],
+            "/ready": {"get": {"summary": "Readiness: database, redis, agents, llm, broker, lists, admission", "security": [],
                 "responses": {"200": {"description": "Ready", "content": any_json},
                               "503": {"description": "Not ready; `failing` lists the checks", "content": any_json}}}},
             "/metrics": {"get": {

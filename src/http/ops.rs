@@ -24,7 +24,8 @@ pub async fn health() -> HttpResponse {
 /// `GET /ready`: 200 when every check passes, else 503 listing the failing ones. No key.
 /// Checks: the database (a `SELECT 1`), Redis (a `PING`, when `REDIS_URL` is set; while it
 /// fails the node still decides alerts on in-process state, without cache), the agents (none
-/// marked failed), the model providers' circuits, admission (not shutting down).
+/// marked failed), the model providers' circuits, the screening lists (required ones loaded,
+/// none older than `LIST_MAX_AGE_HOURS`), admission (not shutting down).
 pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
     let engine = &state.engine;
     let mut checks = Vec::new();
@@ -93,6 +94,20 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
             "message": if down.is_empty() { "connected".to_string() } else { format!("not connected: {}", down.join(", ")) },
         }));
     }
+    // Screening lists: each required list (LIST_REQUIRED, or every loaded one) must be
+    // loaded and, with LIST_MAX_AGE_HOURS set, fetched recently enough. Deciding sanctions
+    // alerts against a stale list is exactly the failure this guards against.
+    let settings = engine.settings();
+    let stale = engine.reference().stale(
+        &settings.required_lists(),
+        settings.list_max_age_hours,
+        chrono::Utc::now(),
+    );
+    checks.push(json!({
+        "name": "lists",
+        "ok": stale.is_empty(),
+        "message": if stale.is_empty() { "required lists loaded and fresh".to_string() } else { stale.join("; ") },
+    }));
     checks.push(json!({
         "name": "admission",
         "ok": engine.is_accepting(),

@@ -31,6 +31,10 @@ pub mod similarity;
 
 use std::path::PathBuf;
 
+/// Version of the matching rules ([`matcher`], [`similarity`]): part of every cached screening
+/// outcome's key, so outcomes of older rules are never reused.
+pub const MATCHER_VERSION: &str = "matcher-2026.12-1";
+
 pub use crate::domain::facts::{ListKind, MatchClass, ScreeningHit};
 pub use dates::{BirthDate, DobRelation};
 pub use lists::{ListError, LoadedList};

@@ -397,7 +397,7 @@ fn line(
             }]},
             "regulatory_context": {"jurisdiction": "US", "applicable_regulations": ["OFAC", "BSA"]},
             "metadata": {
-                "generator": "aml-triage robustness",
+                "generator": "aml-triage lists robustness",
                 "perturbation": class.name(),
                 "edits": edits,
                 "identity": id.variant,

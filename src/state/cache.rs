@@ -168,7 +168,13 @@ pub fn screening_key(alert: &Alert, refs: &ReferenceData) -> String {
         .into_iter()
         .map(|t| t.text)
         .collect();
-    let versions = short_digest(&refs.lists.versions().join(","));
+    // The matcher's rules are part of the key: a node running newer rules never reads an
+    // outcome another node computed with older ones.
+    let versions = short_digest(&format!(
+        "{},{}",
+        crate::screening::MATCHER_VERSION,
+        refs.lists.versions().join(",")
+    ));
     // Everything else `screen` may read: the whole customer record (aliases, entity type,
     // date of birth, nationality, addresses, ...) but its id, the alert type and the claims.
     // Over-keying only costs hits; under-keying could serve a wrong outcome.

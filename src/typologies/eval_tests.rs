@@ -84,10 +84,9 @@ fn report(name: &str, t: &Tally) {
 
 #[test]
 fn amlsim_dev_clears_no_positive_and_enough_negatives() {
-    let Some(lines) = dev_lines(usize::MAX) else {
-        eprintln!("skipped: amlsim-dev.eval.jsonl not found under AML_SHARED_DATA");
-        return;
-    };
+    // Missing data fails the test: a silent skip would pass a run that checked nothing.
+    let lines = dev_lines(usize::MAX)
+        .expect("amlsim-dev.eval.jsonl not found under AML_SHARED_DATA (../shared/data)");
     let fatf = shared_data().join("jurisdiction/fatf_lists.csv");
     let juris = JurisdictionTable::load(&fatf).unwrap_or_else(|_| JurisdictionTable::empty());
     let mut outcomes = Vec::new();

@@ -9,6 +9,7 @@ mod failsafe;
 mod http;
 mod http_support;
 mod input;
+mod lists;
 mod llm;
 mod mq;
 mod mq_support;

@@ -56,7 +56,7 @@ async fn perturbed_true_hits_are_never_cleared() {
     let dir = data_dir();
     let lists = Arc::new(load_lists(&dir));
     let dev = std::fs::read_to_string(dir.join("screening-dev.eval.jsonl")).expect("dev set");
-    // Two seeds: the default one of `aml-triage robustness` and another, so the rules are
+    // Two seeds: the default one of `aml-triage lists robustness` and another, so the rules are
     // not fitted to one draw.
     for seed in [SetOptions::default().seed, 7] {
         let opts = SetOptions {
