@@ -350,6 +350,12 @@ impl Metrics {
             list_age.clone(),
         );
         let list_reloads = Family::<OutcomeLabels, Counter>::default();
+        // Both outcomes exist from the start, so `increase()` sees the first refusal.
+        for outcome in ["swapped", "refused"] {
+            list_reloads.get_or_create(&OutcomeLabels {
+                outcome: outcome.to_string(),
+            });
+        }
         registry.register(
             "list_reloads",
             "Screening list reloads, by outcome (swapped, refused)",

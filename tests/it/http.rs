@@ -542,7 +542,16 @@ async fn dashboard_queries_only_exported_metrics() {
     let mut all = Vec::new();
     exprs(&dashboard, &mut all);
     assert!(all.len() >= 5, "{all:?}");
-    let s = TestServer::start(http_settings()).await;
+    // One screening list loaded, so the list-age family has a sample.
+    let lists = tempfile::tempdir().unwrap();
+    std::fs::write(
+        lists.path().join("sdn.csv"),
+        "1,\"LISTED, Person\",\"individual\",\"SDGT\",-0- ,-0- ,-0- ,-0- ,-0- ,-0- ,-0- ,-0- \r\n",
+    )
+    .unwrap();
+    let mut settings = http_settings();
+    settings.list_paths = vec![lists.path().to_path_buf()];
+    let s = TestServer::start(settings).await;
     s.post(
         "/v1/alerts?wait=true",
         Some(SUBMITTER),
