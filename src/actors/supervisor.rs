@@ -429,6 +429,10 @@ async fn run(shared: &Arc<Shared>, msg: TriageAlert) -> Result<Decision, TriageE
     let proposal = check::apply(proposal, &verdict);
 
     p.journal_committed().await?;
+    if proposal.disposition == Disposition::AutoClear {
+        // Clear only on shared state confirmed reachable now, not merely at the last call.
+        shared.cfg.state_outages.confirm().await;
+    }
     p.note_state_outage(outage_mark);
     let decision = assemble(&p, &alert, &facts, &risk, &context, proposal, started, &t);
     let record = DecisionRecord {
