@@ -280,8 +280,8 @@ fn unstorable_alerts() -> Vec<(String, &'static str)> {
 
 /// The guarantee: text a backend cannot store (NUL, lone surrogates, ids outside their
 /// character set, absurd amounts) is refused with 422 naming the field, identically on the
-/// in-memory store, SQLite and PostgreSQL, through HTTP, the library and the CLI, and nothing
-/// of it is stored.
+/// in-memory store, SQLite and PostgreSQL, through HTTP, the library, RabbitMQ (dead letter
+/// with the reason) and the CLI, and nothing of it is stored.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nul_byte_is_refused_on_every_backend() {
     let cases = unstorable_alerts();
@@ -333,6 +333,51 @@ async fn nul_byte_is_refused_on_every_backend() {
             );
         }
         server.stop().await;
+    }
+    // RabbitMQ (PostgreSQL store): each one is dead-lettered with the field in its reason,
+    // and nothing is stored.
+    {
+        use crate::mq_support::*;
+        let vhost = TestVhost::new();
+        let db = TestDb::new(Kind::Postgres).await;
+        let engine = Arc::new(
+            aml_triage::Engine::builder(aml_triage::Settings {
+                database_url: db.url.clone(),
+                node_id: "nul-mq-node".into(),
+                amqp_url: Some(aml_triage::mq::AmqpUrl::new(&vhost.url)),
+                ..settings()
+            })
+            .start()
+            .await
+            .unwrap(),
+        );
+        let bridge = aml_triage::mq::bridge::Bridge::start(engine.clone()).unwrap();
+        let conn = connect(&vhost.url).await;
+        let ch = confirmed_channel(&conn).await;
+        declare_queue(&ch, "aml.alerts").await;
+        wait_for_consumers(&ch, "aml.alerts", 1, Duration::from_secs(60)).await;
+        let bodies: Vec<String> = cases.iter().map(|(b, _)| b.clone()).collect();
+        publish_all(&ch, "aml.alerts", &bodies).await;
+        let dead = collect(&ch, "aml.alerts.dead", Duration::from_secs(60), |got| {
+            got.len() >= bodies.len()
+        })
+        .await;
+        assert_eq!(dead.len(), bodies.len());
+        for (body, field) in &cases {
+            let r = dead
+                .iter()
+                .find(|r| r.body == body.as_bytes())
+                .unwrap_or_else(|| panic!("not dead-lettered: {field}"));
+            assert_eq!(r.headers["x-aml-reason-kind"], "invalid_alert");
+            assert!(
+                r.headers["x-aml-reason"].starts_with(&format!("{field}:")),
+                "{:?}",
+                r.headers
+            );
+        }
+        assert_eq!(db.scalar("SELECT COUNT(*) FROM alerts").await, 0);
+        bridge.stop().await;
+        engine.shutdown().await;
     }
     // The CLI: each refused line is reported with its field; the good line is decided.
     let dir = tempfile::tempdir().unwrap();
