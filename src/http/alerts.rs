@@ -128,8 +128,10 @@ async fn admit_one(state: &AppState, raw: &str, wait: bool) -> Pending {
     let (tx, rx) = oneshot::channel();
     let alert_id = id.clone();
     // Runs to the decision whether or not anyone still waits for it (202 means exactly that).
+    let retry_engine = state.engine.clone();
     state.background.spawn(async move {
         let result = fut.await;
+        let result = super::limits::retry_accepted(&retry_engine, &alert_id, result).await;
         if let Err(e) = &result {
             match e {
                 TriageError::Conflict { .. } | TriageError::InProgress { .. } => {}

@@ -19,6 +19,42 @@ use futures_util::StreamExt;
 
 use super::error::ApiError;
 use crate::config::Settings;
+use crate::error::TriageError;
+use crate::{Decision, Engine};
+
+/// Waits between retries of an accepted alert whose pipeline failed on the store: doubling
+/// from the first, at most [`RETRY_CAP`]; [`RETRIES`] in all (about a minute).
+const RETRY_FIRST: Duration = Duration::from_millis(500);
+const RETRY_CAP: Duration = Duration::from_secs(10);
+const RETRIES: u32 = 8;
+
+/// An alert answered 202 is stored, so a store failure later in its pipeline (the database
+/// went away) must not leave it waiting for the next restart: it is resumed from its journal
+/// with backoff while the engine runs. Each failure is counted
+/// (`aml_triage_alerts_failed_total`); if the retries run out it is logged and resumed at the
+/// next start (or by another node's lease sweeper).
+pub async fn retry_accepted(
+    engine: &Engine,
+    alert_id: &str,
+    mut result: Result<Decision, TriageError>,
+) -> Result<Decision, TriageError> {
+    let mut wait = RETRY_FIRST;
+    for attempt in 1..=RETRIES {
+        match &result {
+            Err(TriageError::Store(_) | TriageError::Unavailable(_)) if engine.is_accepting() => {}
+            _ => return result,
+        }
+        tracing::warn!(
+            alert_id,
+            attempt,
+            "accepted alert failed on the store: resuming it"
+        );
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(RETRY_CAP);
+        result = engine.resume_alert(alert_id).await;
+    }
+    result
+}
 
 /// How long a client that sent too much may keep sending before the connection is dropped.
 const DRAIN_LIMIT: Duration = Duration::from_secs(5);

@@ -829,3 +829,99 @@ async fn http_limits_are_answered_not_reset() {
     }
     server.stop().await;
 }
+
+/// PostgreSQL goes away for two seconds under load (new connections refused, open ones cut)
+/// and comes back: every alert answered 202 is decided without a restart (those whose
+/// pipeline hit the outage are resumed from their journal), and what was refused during the
+/// outage was answered 503, never 202.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn database_outage_loses_no_accepted_alert() {
+    use crate::http_support::pg_admin;
+    const CLIENTS: usize = 8;
+    let db = TestDb::new(Kind::Postgres).await;
+    let mut settings = http_settings();
+    settings.database_url = db.url.clone();
+    settings.offline_latency_ms = 10;
+    let server = Arc::new(TestServer::start(settings).await);
+    let accepted = Arc::new(Mutex::new(Vec::<String>::new()));
+    let unavailable = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for c in 0..CLIENTS {
+        let (server, accepted, unavailable, stop) = (
+            server.clone(),
+            accepted.clone(),
+            unavailable.clone(),
+            stop.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let id = format!("pgout-{c}-{i}");
+                i += 1;
+                let r = server
+                    .post("/v1/alerts", Some(SUBMITTER), clean_alert(&id))
+                    .await;
+                match r.status().as_u16() {
+                    200 | 202 => accepted.lock().unwrap().push(id),
+                    503 => {
+                        unavailable.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    429 => tokio::time::sleep(Duration::from_millis(10)).await,
+                    other => panic!("{id}: unexpected {other}"),
+                }
+            }
+        }));
+    }
+    let start = Instant::now();
+    while accepted.lock().unwrap().len() < 100 && start.elapsed() < Duration::from_secs(30) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let name = db.url.rsplit('/').next().unwrap().to_string();
+    pg_admin(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false")).await;
+    pg_admin(&format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+    ))
+    .await;
+    let before = accepted.lock().unwrap().len();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let during = accepted.lock().unwrap().len() - before;
+    pg_admin(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true")).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let accepted = accepted.lock().unwrap().clone();
+    let decided_all = eventually_async(Duration::from_secs(90), || async {
+        db.scalar("SELECT COUNT(*) FROM decisions").await >= accepted.len() as i64
+    })
+    .await;
+    let decided: std::collections::HashSet<String> = db
+        .texts("SELECT alert_id FROM decisions")
+        .await
+        .into_iter()
+        .collect();
+    let missing: Vec<&String> = accepted
+        .iter()
+        .filter(|id| !decided.contains(*id))
+        .collect();
+    eprintln!(
+        "database_outage_loses_no_accepted_alert: {} accepted ({during} during the 2 s outage), \
+         {} answered 503, {} not decided",
+        accepted.len(),
+        unavailable.load(std::sync::atomic::Ordering::Relaxed),
+        missing.len()
+    );
+    assert!(
+        decided_all && missing.is_empty(),
+        "accepted but never decided: {:?}",
+        &missing[..missing.len().min(10)]
+    );
+    assert!(
+        unavailable.load(std::sync::atomic::Ordering::Relaxed) > 0,
+        "the outage was not felt"
+    );
+    Arc::try_unwrap(server).ok().unwrap().stop().await;
+}
