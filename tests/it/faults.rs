@@ -925,3 +925,114 @@ async fn database_outage_loses_no_accepted_alert() {
     );
     Arc::try_unwrap(server).ok().unwrap().stop().await;
 }
+
+/// `audit keygen` makes a key pair, `serve` signs checkpoints every
+/// `AUDIT_CHECKPOINT_SECONDS` into `AUDIT_CHECKPOINT_DIR`, `audit checkpoint` signs one on
+/// demand, and `audit verify --checkpoints` accepts them all for an untouched store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkpoints_are_signed_periodically_and_on_demand() {
+    let db = TestDb::new(Kind::Sqlite).await;
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("audit.key");
+    let checkpoints = dir.path().join("checkpoints");
+    let bin = env!("CARGO_BIN_EXE_aml-triage");
+    let out = Command::new(bin)
+        .args(["audit", "keygen"])
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let public = aml_triage::checkpoint::public_path(&key);
+    assert!(public.exists());
+    // Refuses to overwrite a key.
+    let again = Command::new(bin)
+        .args(["audit", "keygen"])
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+
+    let mut serve = Killed(
+        Command::new(bin)
+            .env("DATABASE_URL", &db.url)
+            .env("NODE_ID", "ckpt-node")
+            .env("LOG_LEVEL", "error")
+            .env("PROMETHEUS_PORT", "0")
+            .env("AML_TRIAGE_API_KEYS", format!("{SUBMITTER}:submitter"))
+            .env("AUDIT_SIGNING_KEY_FILE", &key)
+            .env("AUDIT_CHECKPOINT_DIR", &checkpoints)
+            .env("AUDIT_CHECKPOINT_SECONDS", "0.3")
+            .args(["serve", "--bind", "127.0.0.1:0"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stderr = serve.0.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut tx = Some(tx);
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(addr) = line.strip_prefix("listening on ")
+                && let Some(tx) = tx.take()
+            {
+                let _ = tx.send(addr.trim().to_string());
+            }
+        }
+    });
+    let base = rx.recv_timeout(Duration::from_secs(60)).unwrap();
+    let client = reqwest::Client::new();
+    for i in 0..3 {
+        let r = client
+            .post(format!("{base}/v1/alerts?wait=true"))
+            .bearer_auth(SUBMITTER)
+            .header("content-type", "application/json")
+            .body(clean_alert(&format!("ckpt-{i}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    // A periodic checkpoint that covers the decided alerts.
+    let covered = eventually_async(Duration::from_secs(20), || async {
+        std::fs::read_dir(&checkpoints)
+            .map(|d| {
+                d.filter_map(Result::ok).any(|f| {
+                    std::fs::read_to_string(f.path())
+                        .map(|t| t.contains("ckpt-node"))
+                        .unwrap_or(false)
+                })
+            })
+            .unwrap_or(false)
+    })
+    .await;
+    assert!(covered, "no periodic checkpoint of the node's chain");
+    drop(serve);
+    let on_demand = Command::new(bin)
+        .env("DATABASE_URL", &db.url)
+        .env("LOG_LEVEL", "error")
+        .env("AUDIT_SIGNING_KEY_FILE", &key)
+        .env("AUDIT_CHECKPOINT_DIR", &checkpoints)
+        .args(["audit", "checkpoint"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&on_demand.stderr);
+    assert!(on_demand.status.success(), "{text}");
+    assert!(text.contains("checkpoint of 1 chain(s)"), "{text}");
+    let verify = Command::new(bin)
+        .env("DATABASE_URL", &db.url)
+        .env("LOG_LEVEL", "error")
+        .args(["audit", "verify", "--checkpoints"])
+        .arg(&checkpoints)
+        .arg("--public-key")
+        .arg(&public)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&verify.stderr);
+    assert!(verify.status.success(), "{text}");
+    assert!(text.contains("signed checkpoint(s) hold"), "{text}");
+}
