@@ -320,11 +320,17 @@ pub struct CheckpointReport {
 /// Reads every `*.json` checkpoint in `dir`, checks its signature under `public_key`, and
 /// checks that the store still holds each signed head. Run it together with
 /// [`Store::verify`], which checks that every entry after a head links to it.
+///
+/// A signed head may be missing only because retention removed it, and retention removes
+/// nothing younger than `retention_days`: a head signed more recently than that and no longer
+/// stored (behind an anchor) is a failure, so a forged anchor cannot pass for a purge.
 pub async fn verify_checkpoints(
     store: &Store,
     dir: &Path,
     public_key: &[u8],
+    retention_days: u32,
 ) -> Result<CheckpointReport, CheckpointError> {
+    let purge_cutoff = Utc::now() - chrono::Duration::days(i64::from(retention_days));
     let io = |p: &Path, e: std::io::Error| CheckpointError::Io {
         path: p.to_path_buf(),
         message: e.to_string(),
@@ -379,7 +385,9 @@ pub async fn verify_checkpoints(
             let (stored, purged) = store.entry_hash(&head.chain_id, head.seq).await?;
             match stored {
                 Some(h) if h == head.hash => report.heads_matched += 1,
-                None if purged => report.heads_purged += 1,
+                None if purged && signed_before(&cp.created_at, purge_cutoff) => {
+                    report.heads_purged += 1
+                }
                 Some(h) => {
                     return fail(
                         report,
@@ -416,6 +424,11 @@ pub async fn verify_checkpoints(
     }
     report.covered = latest.into_values().collect();
     Ok(report)
+}
+
+/// Whether the RFC 3339 time `created_at` is before `cutoff` (false if it does not parse).
+fn signed_before(created_at: &str, cutoff: DateTime<Utc>) -> bool {
+    DateTime::parse_from_rfc3339(created_at).is_ok_and(|t| t.with_timezone(&Utc) < cutoff)
 }
 
 #[cfg(test)]

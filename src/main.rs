@@ -324,7 +324,15 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 let signed = match (checkpoints, public_key) {
                     (Some(dir), Some(key)) => {
                         let key = checkpoint::read_public_key(&key)?;
-                        Some(checkpoint::verify_checkpoints(&store, &dir, &key).await?)
+                        Some(
+                            checkpoint::verify_checkpoints(
+                                &store,
+                                &dir,
+                                &key,
+                                settings.retention_days,
+                            )
+                            .await?,
+                        )
                     }
                     _ => None,
                 };

@@ -617,7 +617,7 @@ async fn forged_chain_is_caught_by_signed_checkpoint() {
         assert_eq!(cp.chains.len(), 1);
         // Work goes on after the checkpoint.
         full_write_set(&store, alert("F3", "C1", now), "ESCALATE_L2").await;
-        let before = checkpoint::verify_checkpoints(&store, dir.path(), &public)
+        let before = checkpoint::verify_checkpoints(&store, dir.path(), &public, 1825)
             .await
             .unwrap();
         assert!(
@@ -634,7 +634,7 @@ async fn forged_chain_is_caught_by_signed_checkpoint() {
             plain.ok,
             "{kind:?}: the forgery should be consistent enough to pass the chain alone: {plain:?}"
         );
-        let signed = checkpoint::verify_checkpoints(&auditor, dir.path(), &public)
+        let signed = checkpoint::verify_checkpoints(&auditor, dir.path(), &public, 1825)
             .await
             .unwrap();
         assert!(!signed.ok, "{kind:?}: forged chain passed the checkpoint");
@@ -656,7 +656,7 @@ async fn forged_chain_is_caught_by_signed_checkpoint() {
             serde_json::to_string(&forged).unwrap(),
         )
         .unwrap();
-        let r = checkpoint::verify_checkpoints(&auditor, forged_dir.path(), &public)
+        let r = checkpoint::verify_checkpoints(&auditor, forged_dir.path(), &public, 1825)
             .await
             .unwrap();
         assert!(r.failure.unwrap().contains("signature is not valid"));
@@ -678,6 +678,30 @@ async fn forged_chain_is_caught_by_signed_checkpoint() {
             stderr.contains("SIGNED CHECKPOINT CONTRADICTED"),
             "{stderr}"
         );
+        // Removing the signed prefix behind a forged anchor does not pass for retention:
+        // nothing signed this recently can have been purged.
+        let head = cp.chains[0].seq;
+        db.exec(&format!(
+            "DELETE FROM audit_entries WHERE chain_id = 'forge-node' AND seq <= {head}"
+        ))
+        .await
+        .unwrap();
+        db.exec(&format!(
+            "INSERT INTO audit_anchors (chain_id, seq, hash, created_at) VALUES \
+             ('forge-node', {}, '{}', '2026-01-01T00:00:00.000000Z')",
+            head + 1,
+            "f".repeat(64)
+        ))
+        .await
+        .unwrap();
+        let auditor = db.store("auditor-2").await;
+        let r = checkpoint::verify_checkpoints(&auditor, dir.path(), &public, 1825)
+            .await
+            .unwrap();
+        assert!(!r.ok, "{kind:?}: a forged anchor passed for a purge: {r:?}");
+        let why = r.failure.unwrap();
+        assert!(why.contains("chain forge-node seq"), "{why}");
+        auditor.close().await;
     }
 }
 
