@@ -1,9 +1,9 @@
 //! Telling an ingress when an alert is durably accepted.
 //!
-//! An ingress answers "accepted" (HTTP 202, the library's [`crate::Engine::accept`]) only once
-//! the alert row is committed. The supervisor signals that moment on a oneshot; a second
-//! submission of the same alert joining one in flight (a twin) is told when the first one's
-//! row is committed.
+//! An ingress answers "accepted" (HTTP 202, the library's [`crate::Engine::try_accept`]) only
+//! once the alert row is committed. The supervisor signals that moment on a oneshot; a second
+//! submission of the same alert joining one in flight (a twin) is told when the first one's row
+//! is committed.
 
 use tokio::sync::{oneshot, watch};
 
