@@ -129,6 +129,13 @@ pub const KNOWN_KEYS: &[&str] = &[
     "AMQP_AGENT_QUEUE_PREFIX",
     "AMQP_PREFETCH",
     "REMOTE_AGENTS",
+    // Signed audit checkpoints and HTTP connection limits (issue 19).
+    "AUDIT_SIGNING_KEY_FILE",
+    "AUDIT_CHECKPOINT_DIR",
+    "AUDIT_CHECKPOINT_SECONDS",
+    "HTTP_CLIENT_TIMEOUT_SECONDS",
+    "HTTP_KEEP_ALIVE_SECONDS",
+    "HTTP_MAX_CONNECTIONS",
 ];
 
 /// Environment variable holding API keys as `key:role,key:role` (file key: `api_keys`).
@@ -396,6 +403,21 @@ pub struct Settings {
     /// Agents reached over RabbitMQ instead of run here: comma list of `enrichment`, `risk`,
     /// `context`, `decision`; empty: all local.
     pub remote_agents: String,
+    /// Ed25519 private key file that signs audit checkpoints (`aml-triage audit keygen`);
+    /// unset: no checkpoints. Keep it where the database's users cannot read it.
+    #[serde(default)]
+    pub audit_signing_key_file: Option<PathBuf>,
+    /// Directory signed checkpoints are written to (ship it to write-once storage).
+    #[serde(default)]
+    pub audit_checkpoint_dir: Option<PathBuf>,
+    /// How often `serve` writes a signed checkpoint (when both keys above are set).
+    pub audit_checkpoint_seconds: f64,
+    /// Longest a client may take to send a request's head and body; then 408.
+    pub http_client_timeout_seconds: f64,
+    /// How long an idle keep-alive connection stays open.
+    pub http_keep_alive_seconds: f64,
+    /// Most connections open at once per HTTP worker; beyond it new connections wait.
+    pub http_max_connections: usize,
 }
 
 impl Default for Settings {
@@ -482,6 +504,12 @@ impl Default for Settings {
             amqp_agent_queue_prefix: "aml.agent.".into(),
             amqp_prefetch: 0,
             remote_agents: String::new(),
+            audit_signing_key_file: None,
+            audit_checkpoint_dir: None,
+            audit_checkpoint_seconds: 300.0,
+            http_client_timeout_seconds: 10.0,
+            http_keep_alive_seconds: 5.0,
+            http_max_connections: 256,
         }
     }
 }
@@ -727,6 +755,15 @@ impl Settings {
             return Err(bad("MAX_BATCH_ALERTS", "must be between 1 and 100000"));
         }
         secs("HTTP_WAIT_SECONDS", self.http_wait_seconds)?;
+        secs(
+            "HTTP_CLIENT_TIMEOUT_SECONDS",
+            self.http_client_timeout_seconds,
+        )?;
+        secs("HTTP_KEEP_ALIVE_SECONDS", self.http_keep_alive_seconds)?;
+        secs("AUDIT_CHECKPOINT_SECONDS", self.audit_checkpoint_seconds)?;
+        if self.http_max_connections == 0 || self.http_max_connections > 1_000_000 {
+            return Err(bad("HTTP_MAX_CONNECTIONS", "must be between 1 and 1000000"));
+        }
         if self.http_max_body_bytes < self.max_alert_bytes {
             return Err(bad(
                 "HTTP_MAX_BODY_BYTES",

@@ -667,6 +667,19 @@ impl Submitter {
         resume: Option<Vec<StepRecord>>,
         permit: OwnedSemaphorePermit,
     ) -> Result<Decision, TriageError> {
+        join_result(self.start(alert, raw, resume, permit, None)).await
+    }
+
+    /// Starts an alert's pipeline in a task of its own (it runs to its decision whether or
+    /// not anyone awaits the handle); `admitted` is told once its row is committed.
+    fn start(
+        &self,
+        alert: Alert,
+        raw: Arc<str>,
+        resume: Option<Vec<StepRecord>>,
+        permit: OwnedSemaphorePermit,
+        admitted: Option<oneshot::Sender<()>>,
+    ) -> tokio::task::JoinHandle<Result<Decision, TriageError>> {
         let alert_id = alert.alert_id.clone();
         let msg = TriageAlert {
             content_hash: content_hash(&alert),
@@ -675,12 +688,13 @@ impl Submitter {
             received_at: Utc::now(),
             permit,
             resume,
+            admitted,
         };
         let (supervisor, leases) = (self.supervisor.clone(), self.leases.clone());
         // The lease is taken before the alert is admitted or resumed, and released once it
         // is decided or has failed, in a task of its own so that a caller giving up on the
         // answer does not cut the lease short.
-        let held = self.state_rt.spawn(async move {
+        self.state_rt.spawn(async move {
             if !leases.try_acquire(&alert_id).await {
                 return Err(TriageError::InProgress { alert_id });
             }
@@ -690,9 +704,42 @@ impl Submitter {
                 .map_err(|e| TriageError::Unavailable(e.to_string()));
             leases.release(&alert_id).await;
             result?
-        });
-        held.await
-            .map_err(|e| TriageError::Unavailable(format!("alert task ended: {e}")))?
+        })
+    }
+}
+
+async fn join_result(
+    handle: tokio::task::JoinHandle<Result<Decision, TriageError>>,
+) -> Result<Decision, TriageError> {
+    handle
+        .await
+        .map_err(|e| TriageError::Unavailable(format!("alert task ended: {e}")))?
+}
+
+/// An alert durably accepted by [`Engine::try_accept`].
+pub enum Accepted {
+    /// Its row is committed; the pipeline goes on in the background. `decision` resolves to
+    /// its decision (dropping it does not stop the pipeline).
+    Stored {
+        /// The alert's id.
+        alert_id: String,
+        /// The decision, once taken.
+        decision: BoxFuture<'static, Result<Decision, TriageError>>,
+    },
+    /// The alert was already decided (an idempotent resubmission), or was decided before
+    /// its admission was reported.
+    Decided(Box<Decision>),
+}
+
+impl std::fmt::Debug for Accepted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Accepted::Stored { alert_id, .. } => f
+                .debug_struct("Stored")
+                .field("alert_id", alert_id)
+                .finish(),
+            Accepted::Decided(d) => f.debug_tuple("Decided").field(&d.alert_id).finish(),
+        }
     }
 }
 
@@ -794,7 +841,9 @@ impl Engine {
     }
 
     /// Admits an alert only if a slot is free right now (for ingress that must answer 429
-    /// rather than wait). On success the returned future runs it to its decision.
+    /// rather than wait). On success the returned future runs it to its decision; the alert
+    /// is durable only once that future has made progress past admission, so an ingress
+    /// that answers "accepted" before the decision uses [`Engine::try_accept`] instead.
     pub fn try_submit(
         &self,
         alert: Alert,
@@ -822,6 +871,54 @@ impl Engine {
         Ok(Box::pin(
             async move { s.triage(alert, raw, None, permit).await },
         ))
+    }
+
+    /// Admits an alert only if a slot is free right now, like [`Engine::try_submit`], and
+    /// returns once its row is committed (group commit: the wait is one batch of the store's
+    /// writer), so an [`Accepted::Stored`] alert survives a crash of this process and is
+    /// readable at once. The pipeline goes on in the background.
+    pub async fn try_accept(
+        &self,
+        alert: Alert,
+        raw: Option<Arc<str>>,
+    ) -> Result<Accepted, TriageError> {
+        alert.validate()?;
+        if !self.submitter.accepting.load(Ordering::Acquire) {
+            self.submitter.metrics.admission_rejected("shutting_down");
+            return Err(TriageError::ShuttingDown);
+        }
+        let permit = self
+            .submitter
+            .admission
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| {
+                self.submitter.metrics.admission_rejected("busy");
+                TriageError::Busy {
+                    retry_after: BUSY_RETRY_AFTER,
+                }
+            })?;
+        let raw =
+            raw.unwrap_or_else(|| Arc::from(serde_json::to_string(&alert).unwrap_or_default()));
+        let alert_id = alert.alert_id.clone();
+        let (tx, rx) = oneshot::channel();
+        let mut handle = self.submitter.start(alert, raw, None, permit, Some(tx));
+        tokio::select! {
+            biased;
+            admitted = rx => {
+                if admitted.is_ok() {
+                    return Ok(Accepted::Stored {
+                        alert_id,
+                        decision: Box::pin(join_result(handle)),
+                    });
+                }
+                join_result(handle).await.map(|d| Accepted::Decided(Box::new(d)))
+            }
+            done = &mut handle => {
+                done.map_err(|e| TriageError::Unavailable(format!("alert task ended: {e}")))?
+                    .map(|d| Accepted::Decided(Box::new(d)))
+            }
+        }
     }
 
     /// Submits many alerts, at most the admission limit at a time, and returns their results

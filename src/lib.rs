@@ -33,6 +33,7 @@
 //!   [`worker`]: worker mode, serving agents to other nodes.
 
 pub mod actors;
+pub mod checkpoint;
 pub mod config;
 pub mod customer_data;
 pub mod domain;
@@ -56,5 +57,5 @@ pub mod worker;
 pub use config::Settings;
 pub use domain::alert::Alert;
 pub use domain::decision::{Decision, Disposition};
-pub use engine::{Engine, EngineBuilder};
+pub use engine::{Accepted, Engine, EngineBuilder};
 pub use error::{StartError, TriageError};

@@ -11,7 +11,7 @@ use futures_util::StreamExt;
 
 use aml_triage::domain::alert::{Alert, AlertError};
 use aml_triage::evaluation::{self, Expected, Labelled};
-use aml_triage::{Decision, Disposition, Engine, Settings, http, store, telemetry};
+use aml_triage::{Decision, Disposition, Engine, Settings, checkpoint, http, store, telemetry};
 
 #[derive(Parser)]
 #[command(
@@ -139,8 +139,32 @@ enum AuditCommand {
         /// Check only this alert's entries and records.
         #[arg(long)]
         alert: Option<String>,
+        /// Also check the signed checkpoints in this directory: no entry up to the last
+        /// signed head of each chain was rewritten, re-inserted or removed.
+        #[arg(long, requires = "public_key")]
+        checkpoints: Option<PathBuf>,
+        /// Public key (made by `audit keygen`) the checkpoints must be signed with.
+        #[arg(long, requires = "checkpoints")]
+        public_key: Option<PathBuf>,
         #[command(flatten)]
         db: DbArgs,
+    },
+    /// Sign the current head of every audit chain and write the checkpoint to
+    /// AUDIT_CHECKPOINT_DIR (or --dir) with the key in AUDIT_SIGNING_KEY_FILE (or --key).
+    Checkpoint {
+        /// Directory to write the checkpoint to.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Private key file.
+        #[arg(long)]
+        key: Option<PathBuf>,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Make a new Ed25519 signing key: FILE (private, mode 0600) and FILE.pub.
+    Keygen {
+        /// Private key file to create (must not exist).
+        out: PathBuf,
     },
     /// Write the regulator pack of one alert (alert as received, every step, the decision,
     /// the chain proof, versions) as JSON.
@@ -332,11 +356,73 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Audit { command } => match command {
-            AuditCommand::Verify { alert, db } => {
+            AuditCommand::Keygen { out } => {
+                let id = checkpoint::KeyFileSigner::generate(&out)?;
+                eprintln!(
+                    "key {id}: private key in {}, public key in {}",
+                    out.display(),
+                    checkpoint::public_path(&out).display()
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+            AuditCommand::Checkpoint { dir, key, db } => {
+                let (store, _telemetry) = admin_store(&mut settings, &db).await?;
+                let key = key
+                    .or(settings.audit_signing_key_file.clone())
+                    .context("no signing key: set AUDIT_SIGNING_KEY_FILE or pass --key")?;
+                let dir = dir
+                    .or(settings.audit_checkpoint_dir.clone())
+                    .context("no checkpoint directory: set AUDIT_CHECKPOINT_DIR or pass --dir")?;
+                let signer = checkpoint::KeyFileSigner::from_file(&key)?;
+                let (cp, path) = checkpoint::write_checkpoint(&store, &signer, &dir).await?;
+                store.close().await;
+                eprintln!(
+                    "checkpoint of {} chain(s) signed with key {} written to {}",
+                    cp.chains.len(),
+                    cp.key_id,
+                    path.display()
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+            AuditCommand::Verify {
+                alert,
+                checkpoints,
+                public_key,
+                db,
+            } => {
                 let (store, _telemetry) = admin_store(&mut settings, &db).await?;
                 let report = store.verify(alert.as_deref()).await?;
+                let signed = match (checkpoints, public_key) {
+                    (Some(dir), Some(key)) => {
+                        let key = checkpoint::read_public_key(&key)?;
+                        Some(
+                            checkpoint::verify_checkpoints(
+                                &store,
+                                &dir,
+                                &key,
+                                settings.retention_days,
+                            )
+                            .await?,
+                        )
+                    }
+                    _ => None,
+                };
                 store.close().await;
                 println!("{}", serde_json::to_string_pretty(&report)?);
+                if let Some(signed) = &signed {
+                    println!("{}", serde_json::to_string_pretty(signed)?);
+                    if !signed.ok {
+                        eprintln!(
+                            "SIGNED CHECKPOINT CONTRADICTED: {}",
+                            signed.failure.as_deref().unwrap_or("-")
+                        );
+                        return Ok(ExitCode::from(1));
+                    }
+                    eprintln!(
+                        "{} signed checkpoint(s) hold: {} head(s) matched, {} removed by retention",
+                        signed.checkpoints, signed.heads_matched, signed.heads_purged
+                    );
+                }
                 if report.ok {
                     eprintln!(
                         "audit chain intact: {} entries in {} chain(s), {} records checked",
@@ -346,10 +432,14 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 } else {
                     if let Some(f) = &report.failure {
                         eprintln!(
-                            "AUDIT CHAIN BROKEN at chain {} seq {} (alert {}): {}",
+                            "AUDIT CHAIN BROKEN at chain {} seq {} (alert {}{}): {}",
                             f.chain_id.as_deref().unwrap_or("-"),
                             f.seq.map_or("-".to_string(), |s| s.to_string()),
                             f.alert_id.as_deref().unwrap_or("-"),
+                            match (&f.table, &f.column) {
+                                (Some(t), Some(c)) => format!(", table {t}, column {c}"),
+                                _ => String::new(),
+                            },
                             f.reason
                         );
                     }
@@ -462,6 +552,27 @@ async fn admin_store(
     Ok((store, telemetry))
 }
 
+/// Starts signing audit checkpoints periodically when a key and a directory are configured.
+fn start_checkpoints(engine: &Engine) -> Result<Option<tokio::task::JoinHandle<()>>> {
+    let s = engine.settings();
+    let (Some(key), Some(dir)) = (&s.audit_signing_key_file, &s.audit_checkpoint_dir) else {
+        return Ok(None);
+    };
+    let signer = checkpoint::KeyFileSigner::from_file(key)?;
+    eprintln!(
+        "signing audit checkpoints with key {} into {} every {} s",
+        checkpoint::Signer::key_id(&signer),
+        dir.display(),
+        s.audit_checkpoint_seconds
+    );
+    Ok(Some(checkpoint::spawn_periodic(
+        engine.store().clone(),
+        std::sync::Arc::new(signer),
+        dir.clone(),
+        std::time::Duration::from_secs_f64(s.audit_checkpoint_seconds),
+    )))
+}
+
 /// Runs the HTTP server until a termination signal, then stops taking requests, lets those
 /// in progress finish, and drains the engine (in-flight alerts are decided or resume later).
 async fn serve(
@@ -508,6 +619,7 @@ async fn serve(
     if let Some(m) = server.metrics_addr {
         eprintln!("metrics on http://{m}/metrics");
     }
+    let checkpoints = start_checkpoints(&engine)?;
     let bridge = match engine.settings().amqp_url {
         Some(_) => Some(aml_triage::mq::bridge::Bridge::start(engine.clone())?),
         None => None,
@@ -531,6 +643,9 @@ async fn serve(
         b.stop().await;
     }
     server.stop().await;
+    if let Some(c) = checkpoints {
+        c.abort();
+    }
     let left = engine.shutdown().await;
     if left > 0 {
         eprintln!("{left} alert(s) still in flight at shutdown: they resume at the next start");
@@ -601,8 +716,12 @@ struct Line {
 /// One input line, or why it is malformed. Labelled evaluation lines wrap the alert; the
 /// label is kept aside for `eval` and never reaches the engine.
 fn parse_line(line: &str, max_bytes: usize) -> Result<Line, AlertError> {
-    let value: serde_json::Value =
-        serde_json::from_str(line).map_err(|e| AlertError::new("$", format!("not JSON: {e}")))?;
+    let value: serde_json::Value = serde_json::from_str(line).map_err(|e| {
+        // Parsed as an alert, a bad string (a lone surrogate) is reported with its field.
+        Alert::from_json_limited(line, max_bytes)
+            .err()
+            .unwrap_or_else(|| AlertError::new("$", format!("not JSON: {e}")))
+    })?;
     let (raw, expected) = match value.get("alert") {
         Some(inner) if value.get("alert_id").is_none() => {
             let expected = match value.get("expected") {

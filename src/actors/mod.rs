@@ -2,6 +2,7 @@
 //! providers, under the guard in [`agent`] that turns panics, timeouts and cancellation into
 //! typed errors. The [`supervisor::Supervisor`] routes each alert through the four agents.
 
+pub mod admission;
 pub mod agent;
 pub mod context_builder;
 pub mod data_enrichment;

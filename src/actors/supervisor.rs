@@ -120,6 +120,8 @@ impl PipelineConfig {
 struct InFlight {
     content_hash: String,
     waiters: Vec<oneshot::Sender<Result<Decision, TriageError>>>,
+    /// Turns true once the alert row is committed.
+    admitted: tokio::sync::watch::Receiver<bool>,
 }
 
 struct Shared {
@@ -231,6 +233,7 @@ impl Drop for InFlightGuard {
 
 async fn triage(shared: Arc<Shared>, msg: TriageAlert) -> Result<Decision, TriageError> {
     let alert_id = msg.alert.alert_id.clone();
+    let (admitted_tx, admitted_rx) = tokio::sync::watch::channel(false);
     let waiting = {
         let mut map = shared.in_flight.lock().unwrap_or_else(|p| p.into_inner());
         match map.get_mut(&alert_id) {
@@ -240,7 +243,7 @@ async fn triage(shared: Arc<Shared>, msg: TriageAlert) -> Result<Decision, Triag
             Some(existing) => {
                 let (tx, rx) = oneshot::channel();
                 existing.waiters.push(tx);
-                Some(rx)
+                Some((rx, existing.admitted.clone()))
             }
             None => {
                 map.insert(
@@ -248,20 +251,21 @@ async fn triage(shared: Arc<Shared>, msg: TriageAlert) -> Result<Decision, Triag
                     InFlight {
                         content_hash: msg.content_hash.clone(),
                         waiters: Vec::new(),
+                        admitted: admitted_rx,
                     },
                 );
                 None
             }
         }
     };
-    if let Some(rx) = waiting {
-        // A twin of this alert is being processed here: share its result.
-        return rx.await.unwrap_or_else(|_| {
-            Err(TriageError::Unavailable(
-                "twin submission was dropped".into(),
-            ))
-        });
+    if let Some((rx, twin_admitted)) = waiting {
+        // A twin of this alert is being processed here: share its admission and result.
+        return crate::actors::admission::join_twin(rx, twin_admitted, msg.admitted).await;
     }
+    let mut msg = msg;
+    let (relay_tx, relay_rx) = oneshot::channel();
+    let notify = msg.admitted.replace(relay_tx);
+    let relay = crate::actors::admission::relay(relay_rx, admitted_tx, notify);
     let mut guard = InFlightGuard {
         shared: shared.clone(),
         alert_id: alert_id.clone(),
@@ -278,7 +282,8 @@ async fn triage(shared: Arc<Shared>, msg: TriageAlert) -> Result<Decision, Triag
         trace_id = tracing::field::Empty,
     );
     crate::telemetry::record_trace_id(&span);
-    let result = run(&shared, msg).instrument(span.clone()).await;
+    let (result, ()) =
+        futures_util::future::join(run(&shared, msg).instrument(span.clone()), relay).await;
     match &result {
         Ok(d) => {
             span.record("disposition", d.disposition.as_str());
@@ -311,11 +316,16 @@ async fn run(shared: &Arc<Shared>, msg: TriageAlert) -> Result<Decision, TriageE
         received_at,
         permit,
         resume,
+        admitted,
     } = msg;
     // Held until the alert is decided or fails: this is the admission bound.
     let _permit = permit;
     let journal = match resume {
-        Some(steps) => steps,
+        Some(steps) => {
+            // Resumed: the alert row is already stored.
+            crate::actors::admission::notify(admitted);
+            steps
+        }
         None => {
             let record = AlertRecord {
                 alert_id: alert.alert_id.clone(),
@@ -328,11 +338,16 @@ async fn run(shared: &Arc<Shared>, msg: TriageAlert) -> Result<Decision, TriageE
                 received_at,
             };
             match shared.store.admit(record).await.map_err(store_error)? {
-                AdmitOutcome::Inserted => Vec::new(),
+                AdmitOutcome::Inserted => {
+                    // Committed: whoever waits to answer "accepted" may now do so.
+                    crate::actors::admission::notify(admitted);
+                    Vec::new()
+                }
                 AdmitOutcome::Duplicate {
                     decision: Some(decision),
                 } => return decode_decision(decision),
                 AdmitOutcome::Duplicate { decision: None } => {
+                    crate::actors::admission::notify(admitted);
                     return Err(TriageError::InProgress {
                         alert_id: alert.alert_id.clone(),
                     });
@@ -414,6 +429,10 @@ async fn run(shared: &Arc<Shared>, msg: TriageAlert) -> Result<Decision, TriageE
     let proposal = check::apply(proposal, &verdict);
 
     p.journal_committed().await?;
+    if proposal.disposition == Disposition::AutoClear {
+        // Clear only on shared state confirmed reachable now, not merely at the last call.
+        shared.cfg.state_outages.confirm().await;
+    }
     p.note_state_outage(outage_mark);
     let decision = assemble(&p, &alert, &facts, &risk, &context, proposal, started, &t);
     let record = DecisionRecord {

@@ -17,6 +17,42 @@ pub const MAX_TRANSACTIONS: usize = 10_000;
 pub const MAX_SCREENING_MATCHES: usize = 1_000;
 /// Largest accepted length of any single string field, in bytes.
 pub const MAX_STRING_BYTES: usize = 16 * 1024;
+/// Longest accepted identifier (`alert_id`, `customer.customer_id`,
+/// `transactions[].transaction_id`), in characters.
+pub const MAX_ID_CHARS: usize = 128;
+/// Largest accepted amount (`transactions[].amount`, `customer.expected_monthly_volume`):
+/// above any real payment, and far below where an `f64` stops holding whole cents.
+pub const MAX_AMOUNT: f64 = 1e15;
+
+/// Whether `c` may appear in an identifier: ASCII letters, digits and `.` `_` `:` `-`. No `/`,
+/// space, `%` or `?`, so an id is its own URL path segment, needs no escaping anywhere and
+/// every backend stores it byte for byte.
+pub fn is_id_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-')
+}
+
+/// Checks an identifier: 1 to [`MAX_ID_CHARS`] characters, each one [`is_id_char`].
+pub fn check_id(field: &str, v: &str) -> Result<(), AlertError> {
+    if v.is_empty() || v.len() > MAX_ID_CHARS {
+        return Err(AlertError::new(
+            field,
+            format!(
+                "must be 1 to {MAX_ID_CHARS} characters long, got {}",
+                v.chars().count()
+            ),
+        ));
+    }
+    if let Some(c) = v.chars().find(|c| !is_id_char(*c)) {
+        return Err(AlertError::new(
+            field,
+            format!(
+                "character {:?} is not allowed: ids use only A-Z a-z 0-9 . _ : -",
+                c.escape_debug().to_string()
+            ),
+        ));
+    }
+    Ok(())
+}
 
 /// A rejected alert: the field path and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -322,14 +358,12 @@ impl Alert {
     /// Checks what serde cannot: non-empty ids, finite amounts, country and currency codes,
     /// sizes.
     pub fn validate(&self) -> Result<(), AlertError> {
-        non_empty("alert_id", &self.alert_id)?;
-        bounded("alert_id", &self.alert_id, 256)?;
+        check_id("alert_id", &self.alert_id)?;
         if let Some(rule) = &self.rule_id {
             bounded("rule_id", rule, 256)?;
         }
         let c = &self.customer;
-        non_empty("customer.customer_id", &c.customer_id)?;
-        bounded("customer.customer_id", &c.customer_id, 256)?;
+        check_id("customer.customer_id", &c.customer_id)?;
         non_empty("customer.name", &c.name)?;
         bounded("customer.name", &c.name, 1024)?;
         for (i, alias) in c.aliases.iter().enumerate() {
@@ -354,11 +388,11 @@ impl Alert {
             }
         }
         if let Some(v) = c.expected_monthly_volume
-            && !(v.is_finite() && v >= 0.0)
+            && !(v.is_finite() && (0.0..=MAX_AMOUNT).contains(&v))
         {
             return Err(AlertError::new(
                 "customer.expected_monthly_volume",
-                "must be finite and >= 0",
+                format!("must be finite, >= 0 and <= {MAX_AMOUNT:e}"),
             ));
         }
         if let Some(s) = &self.screening {
@@ -391,12 +425,17 @@ impl Alert {
         }
         for (i, t) in self.transactions.iter().enumerate() {
             let p = format!("transactions[{i}]");
-            non_empty(&format!("{p}.transaction_id"), &t.transaction_id)?;
-            bounded(&format!("{p}.transaction_id"), &t.transaction_id, 256)?;
+            check_id(&format!("{p}.transaction_id"), &t.transaction_id)?;
             if !(t.amount.is_finite() && t.amount >= 0.0) {
                 return Err(AlertError::new(
                     format!("{p}.amount"),
                     "must be finite and >= 0",
+                ));
+            }
+            if t.amount > MAX_AMOUNT {
+                return Err(AlertError::new(
+                    format!("{p}.amount"),
+                    format!("must be at most {MAX_AMOUNT:e}"),
                 ));
             }
             if !(t.currency.len() == 3 && t.currency.bytes().all(|b| b.is_ascii_uppercase())) {
@@ -418,7 +457,25 @@ impl Alert {
         if let Some(rc) = &self.regulatory_context {
             country("regulatory_context.jurisdiction", &rc.jurisdiction, true)?;
         }
-        Ok(())
+        self.check_storable_text()
+    }
+
+    /// Refuses text that a backend cannot store as given: a NUL character (`\u0000`)
+    /// anywhere, in any field, `metadata` keys and values included. PostgreSQL's `text`
+    /// rejects NUL while SQLite keeps it, so it is refused here, for every backend alike.
+    /// (Lone UTF-16 surrogates never get this far: the JSON parser refuses them, naming the
+    /// field.)
+    fn check_storable_text(&self) -> Result<(), AlertError> {
+        let value = serde_json::to_value(self)
+            .map_err(|e| AlertError::new("$", format!("cannot be represented: {e}")))?;
+        let mut path = Vec::new();
+        match find_nul(&value, &mut path) {
+            false => Ok(()),
+            true => Err(AlertError::new(
+                render_path(&path),
+                "contains a NUL character (\\u0000), which cannot be stored",
+            )),
+        }
     }
 
     /// Every country code the alert mentions, with where it appears.
@@ -452,6 +509,52 @@ impl Alert {
             .map(|s| s.matches.as_slice())
             .unwrap_or(&[])
     }
+}
+
+/// One step of a path into a JSON document.
+enum Seg<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+/// Whether a string (or object key) holds a NUL; if so, its path is left in `path`.
+fn find_nul<'a>(v: &'a Value, path: &mut Vec<Seg<'a>>) -> bool {
+    match v {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().enumerate().any(|(i, item)| {
+            path.push(Seg::Index(i));
+            let found = find_nul(item, path);
+            if !found {
+                path.pop();
+            }
+            found
+        }),
+        Value::Object(map) => map.iter().any(|(k, item)| {
+            path.push(Seg::Key(k));
+            let found = k.contains('\0') || find_nul(item, path);
+            if !found {
+                path.pop();
+            }
+            found
+        }),
+        _ => false,
+    }
+}
+
+fn render_path(path: &[Seg<'_>]) -> String {
+    let mut out = String::new();
+    for seg in path {
+        match seg {
+            Seg::Key(k) => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(&k.escape_debug().to_string());
+            }
+            Seg::Index(i) => out.push_str(&format!("[{i}]")),
+        }
+    }
+    if out.is_empty() { "$".into() } else { out }
 }
 
 fn path_error(e: serde_path_to_error::Error<serde_json::Error>) -> AlertError {
@@ -561,5 +664,47 @@ mod tests {
         assert_eq!(e.field, "alert_id");
         let e = Alert::from_json_limited(MINIMAL, 10).unwrap_err();
         assert_eq!(e.field, "$");
+    }
+
+    #[test]
+    fn nul_anywhere_is_refused_naming_the_field() {
+        let e = with("/customer/name", "Jane\u{0}Roe".into()).unwrap_err();
+        assert_eq!(e.field, "customer.name");
+        assert!(e.message.contains("NUL"), "{e}");
+        let e = with("/metadata", serde_json::json!({"a": ["ok", "b\u{0}"]})).unwrap_err();
+        assert_eq!(e.field, "metadata.a[1]");
+        let e = with("/metadata", serde_json::json!({"k\u{0}": 1})).unwrap_err();
+        assert!(e.field.starts_with("metadata.k"), "{e}");
+        let e = with("/customer/customer_id", "C\u{0}1".into()).unwrap_err();
+        assert_eq!(e.field, "customer.customer_id");
+    }
+
+    #[test]
+    fn lone_surrogate_is_refused_naming_the_field() {
+        let text = MINIMAL.replace("Jane Roe", r"Jane \ud800 Roe");
+        let e = Alert::from_json(&text).unwrap_err();
+        assert_eq!(e.field, "customer.name", "{e}");
+    }
+
+    #[test]
+    fn ids_keep_to_their_character_set_and_length() {
+        for bad in ["a/b", "../x", "a b", "a%2Fb", "é", ""] {
+            let e = with("/alert_id", bad.into()).unwrap_err();
+            assert_eq!(e.field, "alert_id", "{bad:?}");
+        }
+        let e = with("/alert_id", "x".repeat(MAX_ID_CHARS + 1).into()).unwrap_err();
+        assert_eq!(e.field, "alert_id");
+        with("/alert_id", "x".repeat(MAX_ID_CHARS).into()).unwrap();
+        with("/alert_id", "ALRT-2026:01_a.b".into()).unwrap();
+    }
+
+    #[test]
+    fn amount_above_the_maximum_is_refused() {
+        let tx = serde_json::json!([{"transaction_id":"T1","timestamp":"2024-01-01T00:00:00Z",
+            "amount":1e308,"currency":"USD","direction":"IN","type":"CASH"}]);
+        let e = with("/transactions", tx).unwrap_err();
+        assert_eq!(e.field, "transactions[0].amount");
+        let e = with("/customer/expected_monthly_volume", 1e16.into()).unwrap_err();
+        assert_eq!(e.field, "customer.expected_monthly_volume");
     }
 }

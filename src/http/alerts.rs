@@ -4,7 +4,6 @@ use std::sync::Arc;
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
-use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
@@ -48,35 +47,6 @@ fn location(id: &str) -> String {
         }
     }
     out
-}
-
-/// Reads the body up to the limit; 413 as soon as it is known to be larger.
-async fn read_body(
-    req: &HttpRequest,
-    mut payload: web::Payload,
-    limit: usize,
-) -> Result<web::BytesMut, ApiError> {
-    let too_large = ApiError::TooLarge {
-        what: "request body",
-        limit,
-    };
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > limit) {
-        return Err(too_large);
-    }
-    let mut body = web::BytesMut::with_capacity(declared.unwrap_or(0).min(limit));
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("reading the body: {e}")))?;
-        if body.len() + chunk.len() > limit {
-            return Err(too_large);
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
 }
 
 /// How one submitted alert ended, as far as this request is concerned.
@@ -134,15 +104,34 @@ async fn admit_one(state: &AppState, raw: &str, wait: bool) -> Pending {
         }
         Ok(None) => {}
     }
-    let fut = match engine.try_submit(alert, Some(Arc::from(raw))) {
-        Ok(f) => f,
+    // Answered only once the alert row is committed: a 202 survives a crash of this process
+    // and a GET right after it finds the alert.
+    let fut = match engine.try_accept(alert, Some(Arc::from(raw))).await {
+        Ok(crate::Accepted::Stored { decision, .. }) => decision,
+        Ok(crate::Accepted::Decided(d)) => {
+            return Pending::Done(Outcome::Decided(
+                serde_json::to_value(&*d).unwrap_or_default(),
+            ));
+        }
+        Err(TriageError::InProgress { .. }) => {
+            // Another node holds the alert: accepted only if its row is already stored.
+            return Pending::Done(match engine.store().alert(&id).await {
+                Ok(Some(_)) => Outcome::Accepted(id),
+                Ok(None) => Outcome::Failed(ApiError::from(TriageError::Unavailable(
+                    "the alert is being admitted by another node; retry".into(),
+                ))),
+                Err(e) => Outcome::Failed(e.into()),
+            });
+        }
         Err(e) => return Pending::Done(Outcome::Failed(e.into())),
     };
     let (tx, rx) = oneshot::channel();
     let alert_id = id.clone();
     // Runs to the decision whether or not anyone still waits for it (202 means exactly that).
+    let retry_engine = state.engine.clone();
     state.background.spawn(async move {
         let result = fut.await;
+        let result = super::limits::retry_accepted(&retry_engine, &alert_id, result).await;
         if let Err(e) = &result {
             match e {
                 TriageError::Conflict { .. } | TriageError::InProgress { .. } => {}
@@ -188,7 +177,14 @@ pub async fn submit(
     if !state.engine.is_accepting() {
         return Err(ApiError::ShuttingDown);
     }
-    let body = read_body(&req, payload, state.limits.max_body_bytes).await?;
+    super::limits::require_json(&req)?;
+    let body = super::limits::read_body(
+        &req,
+        payload,
+        state.limits.max_body_bytes,
+        state.limits.body_timeout,
+    )
+    .await?;
     let text = std::str::from_utf8(&body)
         .map_err(|_| ApiError::BadRequest("the body is not UTF-8 text".into()))?;
     let items = parse_items(text)?;
@@ -226,10 +222,11 @@ pub async fn submit(
             }
             // Admit every item first (each one independently: an invalid or refused item
             // never affects the others), then wait for those running if asked to.
-            let mut pending = Vec::with_capacity(raws.len());
-            for raw in &raws {
-                pending.push(admit_one(&state, raw.get(), q.wait).await);
-            }
+            // Admitted concurrently, so the batch's rows share group commits.
+            let pending = futures_util::future::join_all(
+                raws.iter().map(|raw| admit_one(&state, raw.get(), q.wait)),
+            )
+            .await;
             let outcomes =
                 futures_util::future::join_all(pending.into_iter().map(|p| settle(p, deadline)))
                     .await;
@@ -318,14 +315,17 @@ fn parse_items(text: &str) -> Result<Items, ApiError> {
     }
 }
 
-/// The `{id}` segment. An id with a NUL cannot have been stored (PostgreSQL rejects NUL in
-/// text), so it is answered 404 here rather than surfacing as a database error.
+/// The `{id}` segment, as actix decodes it. Alert ids keep to `A-Z a-z 0-9 . _ : -` (see
+/// [`crate::domain::alert::check_id`]), which never needs percent-encoding: an id outside that
+/// set (`%2F`, a space, a NUL) cannot have been stored and is answered 404 here, before the
+/// store is asked, whatever the encoding it arrived in.
 fn path_id(req: &HttpRequest) -> Result<String, ApiError> {
     let id = req.match_info().get("id").unwrap_or_default();
-    if id.contains('\0') {
+    if let Err(e) = crate::domain::alert::check_id("id", id) {
         return Err(ApiError::NotFound(format!(
-            "no alert {}",
-            id.escape_debug()
+            "no alert {}: {}",
+            id.escape_debug(),
+            e.message
         )));
     }
     Ok(id.to_string())

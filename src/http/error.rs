@@ -42,6 +42,12 @@ pub enum ApiError {
         /// The limit.
         limit: usize,
     },
+    /// The body is not sent as `Content-Type: application/json` (415).
+    #[error("Content-Type must be application/json, got {0}")]
+    UnsupportedMediaType(String),
+    /// The client did not send its body within `HTTP_CLIENT_TIMEOUT_SECONDS` (408).
+    #[error("the request body did not arrive within {0} s")]
+    Timeout(f64),
     /// The batch holds more alerts than allowed (413).
     #[error("a batch holds at most {max} alerts, got {got}")]
     BatchTooLarge {
@@ -101,6 +107,8 @@ impl ApiError {
             ApiError::BadRequest(_) => "bad_request",
             ApiError::TooLarge { .. } => "payload_too_large",
             ApiError::BatchTooLarge { .. } => "batch_too_large",
+            ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
+            ApiError::Timeout(_) => "request_timeout",
             ApiError::Invalid { .. } => "invalid_alert",
             ApiError::Conflict { .. } => "conflict",
             ApiError::Busy { .. } => "busy",
@@ -156,6 +164,8 @@ impl ResponseError for ApiError {
                 StatusCode::PAYLOAD_TOO_LARGE
             }
             ApiError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::Busy { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::ShuttingDown | ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,

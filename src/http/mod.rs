@@ -2,10 +2,11 @@
 //!
 //! The engine's actors run on their own actix system thread; the server runs on another
 //! (its own actix system with `workers` worker threads) and talks to the engine through
-//! [`Engine::try_submit`] and the store's read API. Alerts accepted with 202 keep being
-//! processed after the response: their futures run on the `background` tokio runtime given to
-//! [`start`] (the binary's main runtime), which outlives the HTTP workers so a graceful stop of
-//! the server never drops an admitted alert; the engine's own drain then waits for them.
+//! [`Engine::try_accept`] (a 202 is answered only once the alert row is committed) and the
+//! store's read API. Alerts accepted with 202 keep being processed after the response: their
+//! futures run on the `background` tokio runtime given to [`start`] (the binary's main
+//! runtime), which outlives the HTTP workers so a graceful stop of the server never drops an
+//! admitted alert; the engine's own drain then waits for them.
 //!
 //! Routes (see `docs/api.md` and `GET /openapi.json`):
 //!
@@ -21,6 +22,7 @@
 mod alerts;
 pub mod auth;
 pub mod error;
+pub mod limits;
 pub mod openapi;
 mod ops;
 
@@ -62,6 +64,8 @@ pub struct Limits {
     pub max_batch_alerts: usize,
     /// Longest `?wait=true` wait (`HTTP_WAIT_SECONDS`).
     pub wait: Duration,
+    /// Longest a client may take to send a body (`HTTP_CLIENT_TIMEOUT_SECONDS`).
+    pub body_timeout: Duration,
 }
 
 /// What every handler sees.
@@ -140,6 +144,7 @@ pub fn start_ops(
             max_alert_bytes: s.max_alert_bytes,
             max_batch_alerts: s.max_batch_alerts,
             wait: Duration::from_secs_f64(s.http_wait_seconds),
+            body_timeout: Duration::from_secs_f64(s.http_client_timeout_seconds),
         },
         // No key is needed on these routes.
         keys: KeyStore::new(&crate::config::ApiKeys::default()).map_err(HttpError::Keys)?,
@@ -239,7 +244,9 @@ pub fn start(
         max_alert_bytes: s.max_alert_bytes,
         max_batch_alerts: s.max_batch_alerts,
         wait: Duration::from_secs_f64(s.http_wait_seconds),
+        body_timeout: Duration::from_secs_f64(s.http_client_timeout_seconds),
     };
+    let conn = crate::http::limits::ConnectionLimits::from_settings(s);
     // The ops port (PROMETHEUS_PORT) is the same ops-only server a worker runs.
     let ops = metrics_listener
         .map(|l| start_ops(engine.clone(), l, background.clone()))
@@ -265,6 +272,10 @@ pub fn start(
                         .default_service(web::to(ops::not_found))
                 })
                 .workers(workers.max(1))
+                .client_request_timeout(conn.request_head)
+                .client_disconnect_timeout(conn.disconnect)
+                .keep_alive(conn.keep_alive)
+                .max_connections(conn.max_connections)
                 .disable_signals()
                 .shutdown_timeout(10)
                 .listen(listener)

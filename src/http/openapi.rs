@@ -124,7 +124,12 @@ pub fn document() -> Value {
             "409",
             "Same alert_id already received with different content",
         ),
+        (
+            "408",
+            "The body did not arrive within HTTP_CLIENT_TIMEOUT_SECONDS",
+        ),
         ("413", "Body, alert or batch too large"),
+        ("415", "Content-Type is not application/json"),
         ("422", "Invalid alert; `field` names the offending field"),
         ("429", "Admission full; see Retry-After"),
         (

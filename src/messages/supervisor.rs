@@ -27,6 +27,9 @@ pub struct TriageAlert {
     pub permit: OwnedSemaphorePermit,
     /// On resume: the steps already journalled, which are not run again.
     pub resume: Option<Vec<StepRecord>>,
+    /// Told once the alert row is committed (or found already stored), before the agents
+    /// start: what an ingress waits for before answering "accepted".
+    pub admitted: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl Message for TriageAlert {

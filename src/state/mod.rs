@@ -217,6 +217,17 @@ impl OutageWatch {
         self.0.outages_so_far().unwrap_or(0)
     }
 
+    /// A fresh round trip to the shared store, for a decision that must rest on state known
+    /// good after the last step read it (an `AUTO_CLEAR`): if the store no longer answers, the
+    /// failure is recorded as an outage, which [`OutageWatch::since`] then reports. Without
+    /// it, an alert whose last Redis call succeeded just before Redis went away would be
+    /// cleared before any other call noticed. Nothing to do for in-process state.
+    pub async fn confirm(&self) {
+        if self.0.outages_so_far().is_some() {
+            let _ = self.0.ping().await;
+        }
+    }
+
     /// Whether the store is unreachable now or an outage began after `mark` was taken.
     pub fn since(&self, mark: u64) -> bool {
         match self.0.outages_so_far() {

@@ -337,6 +337,8 @@ impl AuditRow {
             seq: Some(self.seq),
             alert_id: self.alert_id.clone(),
             reason,
+            table: None,
+            column: None,
         }
     }
 }
@@ -371,6 +373,8 @@ impl ChainWalker {
                     "entry seq {} is missing (next stored entry is seq {})",
                     self.expected_seq, row.seq
                 ),
+                table: None,
+                column: None,
             });
         }
         if row.prev_hash != self.prev_hash {

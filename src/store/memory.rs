@@ -72,6 +72,7 @@ impl State {
             received_payload: self.first_payload(&a.alert_id, "alert_received"),
             decision: self.decisions.get(&a.alert_id).map(|d| d.1.clone()),
             decision_payload: self.first_payload(&a.alert_id, "decision"),
+            columns: None,
         }
     }
 }
@@ -488,6 +489,15 @@ impl ReadBackend for Backend {
             .take(usize::try_from(limit).unwrap_or(usize::MAX))
             .map(|a| s.record_check(a))
             .collect())
+    }
+
+    async fn step_checks(
+        &self,
+        _first: &str,
+        _last: &str,
+    ) -> Result<(Vec<super::columns::StepCheckRow>, Vec<AuditRow>), StoreError> {
+        // Rows live only behind the writer: nothing can edit a column of them.
+        Ok((Vec::new(), Vec::new()))
     }
 
     async fn record_check(&self, id: &str) -> Result<Option<RecordCheckRow>, StoreError> {

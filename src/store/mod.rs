@@ -15,6 +15,7 @@
 //! ```
 
 pub mod audit;
+mod columns;
 mod error;
 mod export;
 mod memory;
@@ -396,6 +397,37 @@ impl Store {
                 with_backend!(self, b => verify::verify_all(b, (&self.inner.node_id, head)).await)
             }
         }
+    }
+
+    /// The stored head `(chain_id, seq, hash)` of every chain (its last entry, else its latest
+    /// anchor): what a signed checkpoint vouches for.
+    pub async fn chain_heads(&self) -> Result<Vec<(String, i64, String)>, StoreError> {
+        with_backend!(self, b => {
+            let mut out = Vec::new();
+            for (chain, _) in b.chains().await? {
+                let head = b.stored_head(&chain).await?;
+                out.push((chain, head.seq, head.hash));
+            }
+            Ok(out)
+        })
+    }
+
+    /// The hash stored for entry `seq` of `chain_id`: the entry's, else (when retention
+    /// removed it) the hash of an anchor at exactly that seq. `Ok(None)` when neither exists;
+    /// the second value tells whether retention has removed entries up to or past `seq`.
+    pub async fn entry_hash(
+        &self,
+        chain_id: &str,
+        seq: i64,
+    ) -> Result<(Option<String>, bool), StoreError> {
+        with_backend!(self, b => {
+            let anchor = b.latest_anchor(chain_id).await?;
+            let purged = anchor.as_ref().is_some_and(|a| a.seq >= seq);
+            if let Some(row) = b.audit_row(chain_id, seq).await? {
+                return Ok((Some(row.hash), purged));
+            }
+            Ok((anchor.filter(|a| a.seq == seq).map(|a| a.hash), purged))
+        })
     }
 
     /// The regulator pack of one alert (see `export.rs` and `docs/audit.md`).

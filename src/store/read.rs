@@ -3,6 +3,7 @@
 use std::future::Future;
 
 use super::audit::{AuditRow, ChainHead};
+use super::columns::{RecordColumns, StepCheckRow};
 use super::error::StoreError;
 use super::records::{AuditAnchor, StepRecord, StoredAlert, UnfinishedAlert};
 
@@ -18,6 +19,9 @@ pub(crate) struct RecordCheckRow {
     pub decision: Option<String>,
     /// Payload of its `decision` entry.
     pub decision_payload: Option<String>,
+    /// Every other column of the alert and decision rows, with the entries that vouch for
+    /// them (SQL backends; the in-memory store cannot be edited behind the writer's back).
+    pub columns: Option<RecordColumns>,
 }
 
 /// Rows per page when walking large tables.
@@ -70,6 +74,13 @@ pub(crate) trait ReadBackend: Send + Sync {
         &self,
         id: &str,
     ) -> impl Future<Output = Result<Option<RecordCheckRow>, StoreError>> + Send;
+    /// Journal rows (every column) and `step` entries of the alerts with ids in
+    /// `first..=last`, for the column check.
+    fn step_checks(
+        &self,
+        first: &str,
+        last: &str,
+    ) -> impl Future<Output = Result<(Vec<StepCheckRow>, Vec<AuditRow>), StoreError>> + Send;
     fn unfinished(&self) -> impl Future<Output = Result<Vec<UnfinishedAlert>, StoreError>> + Send;
     /// Ids of the alerts without a decision, oldest received first.
     fn unfinished_ids(&self) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;

@@ -213,6 +213,13 @@ pub struct VerifyFailure {
     pub alert_id: Option<String>,
     /// What is wrong.
     pub reason: String,
+    /// Table of the bad row, when a stored column disagrees with what its audit entry vouches
+    /// for (`alerts`, `decisions`, `step_journal`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub table: Option<&'static str>,
+    /// The column that disagrees.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub column: Option<&'static str>,
 }
 
 /// Result of [`crate::store::Store::verify`].

@@ -47,6 +47,7 @@ macro_rules! sql_backend {
         use $crate::store::error::StoreError;
         use $crate::store::purge::{PurgeScan, ScanEntry};
         use $crate::store::read::{ReadBackend, RecordCheckRow};
+        use $crate::store::columns::{AlertCols, DecisionCols, EntryCols, RecordColumns, StepCheckRow};
         use $crate::store::records::{
             AlertRecord, AuditAnchor, AuditVersions,
             STATUS_DECIDED, STATUS_RECEIVED, StepRecord, StoredAlert, UnfinishedAlert,
@@ -163,14 +164,87 @@ macro_rules! sql_backend {
             })
         }
 
+        /// A timestamp column that may be NULL or hold text that is not a timestamp.
+        fn ts_raw(row: &DbRow, col: &str) -> Result<Option<Result<DateTime<Utc>, String>>, StoreError> {
+            let v: Option<$Ts> = row.try_get(col)?;
+            Ok(v.map($from_db))
+        }
+
+        fn ts_req(row: &DbRow, col: &str) -> Result<Result<DateTime<Utc>, String>, StoreError> {
+            Ok(ts_raw(row, col)?.unwrap_or_else(|| Err("NULL".into())))
+        }
+
+        fn entry_cols(row: &DbRow, prefix: &str) -> Result<Option<EntryCols>, StoreError> {
+            let payload: Option<String> = row.try_get(format!("{prefix}_payload").as_str())?;
+            let Some(payload) = payload else { return Ok(None) };
+            Ok(Some(EntryCols {
+                payload,
+                versions: row.try_get(format!("{prefix}_versions").as_str())?,
+                created_at: ts_req(row, &format!("{prefix}_created_at"))?,
+            }))
+        }
+
         fn check_of(row: &DbRow) -> Result<RecordCheckRow, StoreError> {
+            let decision: Option<String> = row.try_get("decision")?;
+            let decision_cols = match &decision {
+                None => None,
+                Some(_) => Some(DecisionCols {
+                    disposition: row.try_get("disposition")?,
+                    risk_score: row.try_get("risk_score")?,
+                    confidence: row.try_get("confidence")?,
+                    requires_human_review: row.try_get("requires_human_review")?,
+                    policy_version: row.try_get("policy_version")?,
+                    config_version: row.try_get("config_version")?,
+                    list_versions: row.try_get("list_versions")?,
+                    decided_at: ts_req(row, "decided_at")?,
+                    recorded_at: ts_req(row, "recorded_at")?,
+                }),
+            };
             Ok(RecordCheckRow {
                 alert_id: row.try_get("alert_id")?,
                 raw_json: row.try_get("raw_json")?,
                 content_hash: row.try_get("content_hash")?,
                 received_payload: row.try_get("received_payload")?,
-                decision: row.try_get("decision")?,
+                decision,
                 decision_payload: row.try_get("decision_payload")?,
+                columns: Some(RecordColumns {
+                    alert: AlertCols {
+                        customer_id: row.try_get("customer_id")?,
+                        alert_type: row.try_get("alert_type")?,
+                        priority: row.try_get("priority")?,
+                        status: row.try_get("status")?,
+                        created_at: ts_req(row, "created_at")?,
+                        received_at: ts_req(row, "received_at")?,
+                        updated_at: ts_req(row, "updated_at")?,
+                    },
+                    received_entry: entry_cols(row, "received")?,
+                    decision: decision_cols,
+                    decision_entry: entry_cols(row, "decision")?,
+                }),
+            })
+        }
+
+        fn step_check_of(row: &DbRow) -> Result<StepCheckRow, StoreError> {
+            Ok(StepCheckRow {
+                id: row.try_get("id")?,
+                alert_id: row.try_get("alert_id")?,
+                step: row.try_get("step")?,
+                attempt: row.try_get("attempt")?,
+                status: row.try_get("status")?,
+                input_hash: row.try_get("input_hash")?,
+                output: row.try_get("output")?,
+                provider: row.try_get("provider")?,
+                model: row.try_get("model")?,
+                prompt_version: row.try_get("prompt_version")?,
+                tokens_in: row.try_get("tokens_in")?,
+                tokens_out: row.try_get("tokens_out")?,
+                cost_usd: row.try_get("cost_usd")?,
+                latency_ms: row.try_get("latency_ms")?,
+                error: row.try_get("error")?,
+                policy_version: row.try_get("policy_version")?,
+                config_version: row.try_get("config_version")?,
+                list_versions: row.try_get("list_versions")?,
+                recorded_at: ts_req(row, "recorded_at")?,
             })
         }
 
@@ -215,12 +289,25 @@ macro_rules! sql_backend {
             }
         }
 
+        /// An alert with every column, its decision's, and the first `alert_received` and
+        /// `decision` entries that vouch for them.
         const RECORD_CHECK_SELECT: &str = "SELECT a.alert_id, a.raw_json, a.content_hash, \
-             d.decision, \
+             a.customer_id, a.alert_type, a.priority, a.status, a.created_at, a.received_at, \
+             a.updated_at, d.decision, d.disposition, d.risk_score, d.confidence, \
+             d.requires_human_review, d.policy_version, d.config_version, d.list_versions, \
+             d.decided_at, d.recorded_at, \
              (SELECT e.payload FROM audit_entries e WHERE e.alert_id = a.alert_id \
                 AND e.action = 'alert_received' ORDER BY e.chain_id, e.seq LIMIT 1) AS received_payload, \
+             (SELECT e.versions FROM audit_entries e WHERE e.alert_id = a.alert_id \
+                AND e.action = 'alert_received' ORDER BY e.chain_id, e.seq LIMIT 1) AS received_versions, \
+             (SELECT e.created_at FROM audit_entries e WHERE e.alert_id = a.alert_id \
+                AND e.action = 'alert_received' ORDER BY e.chain_id, e.seq LIMIT 1) AS received_created_at, \
              (SELECT e.payload FROM audit_entries e WHERE e.alert_id = a.alert_id \
-                AND e.action = 'decision' ORDER BY e.chain_id, e.seq LIMIT 1) AS decision_payload \
+                AND e.action = 'decision' ORDER BY e.chain_id, e.seq LIMIT 1) AS decision_payload, \
+             (SELECT e.versions FROM audit_entries e WHERE e.alert_id = a.alert_id \
+                AND e.action = 'decision' ORDER BY e.chain_id, e.seq LIMIT 1) AS decision_versions, \
+             (SELECT e.created_at FROM audit_entries e WHERE e.alert_id = a.alert_id \
+                AND e.action = 'decision' ORDER BY e.chain_id, e.seq LIMIT 1) AS decision_created_at \
              FROM alerts a LEFT JOIN decisions d ON d.alert_id = a.alert_id ";
 
         impl WriteBackend for Backend {
@@ -662,6 +749,36 @@ macro_rules! sql_backend {
                 .iter()
                 .map(check_of)
                 .collect()
+            }
+
+            async fn step_checks(
+                &self,
+                first: &str,
+                last: &str,
+            ) -> Result<(Vec<StepCheckRow>, Vec<AuditRow>), StoreError> {
+                let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT id, {STEP_COLS}, recorded_at FROM step_journal \
+                     WHERE alert_id >= $1 AND alert_id <= $2 ORDER BY alert_id, id"
+                )))
+                .bind(first)
+                .bind(last)
+                .fetch_all(&self.pool)
+                .await?
+                .iter()
+                .map(step_check_of)
+                .collect::<Result<Vec<_>, _>>()?;
+                let entries = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {AUDIT_COLS} FROM audit_entries WHERE action = 'step' \
+                     AND alert_id >= $1 AND alert_id <= $2 ORDER BY chain_id, seq"
+                )))
+                .bind(first)
+                .bind(last)
+                .fetch_all(&self.pool)
+                .await?
+                .iter()
+                .map(audit_of)
+                .collect::<Result<Vec<_>, _>>()?;
+                Ok((rows, entries))
             }
 
             async fn record_check(&self, id: &str) -> Result<Option<RecordCheckRow>, StoreError> {

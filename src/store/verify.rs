@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use serde_json::Value;
 
 use super::audit::{AuditRow, ChainHead, ChainWalker, GENESIS_HASH, sha256_canonical, sha256_hex};
+use super::columns::{self, Mismatch};
 use super::error::StoreError;
 use super::read::{PAGE, ReadBackend, RecordCheckRow};
 use super::records::{AuditAnchor, VerifyFailure, VerifyReport};
@@ -15,6 +16,8 @@ fn record_failure(alert_id: &str, reason: String) -> VerifyFailure {
         seq: None,
         alert_id: Some(alert_id.to_string()),
         reason,
+        table: None,
+        column: None,
     }
 }
 
@@ -22,8 +25,38 @@ fn payload_str<'a>(payload: &'a Value, key: &str) -> Option<&'a str> {
     payload.get(key).and_then(Value::as_str)
 }
 
-/// Checks an alert (and its decision, if any) against the audit entries that recorded them.
+fn column_failure(m: Mismatch) -> VerifyFailure {
+    VerifyFailure {
+        chain_id: None,
+        seq: None,
+        alert_id: Some(m.alert_id),
+        reason: m.reason,
+        table: Some(m.table),
+        column: Some(m.column),
+    }
+}
+
+/// Checks the journal rows of the alerts with ids in `first..=last` column by column.
+async fn check_steps<R: ReadBackend>(
+    r: &R,
+    first: &str,
+    last: &str,
+) -> Result<Result<(), VerifyFailure>, StoreError> {
+    let (rows, entries) = r.step_checks(first, last).await?;
+    Ok(columns::check_steps(&rows, &entries).map_err(column_failure))
+}
+
+/// Checks an alert (and its decision, if any) against the audit entries that recorded them:
+/// the documents by their hashes, then every other column.
 fn check_record(row: &RecordCheckRow) -> Result<(), VerifyFailure> {
+    check_documents(row)?;
+    match &row.columns {
+        Some(cols) => columns::check_record(&row.alert_id, cols).map_err(column_failure),
+        None => Ok(()),
+    }
+}
+
+fn check_documents(row: &RecordCheckRow) -> Result<(), VerifyFailure> {
     let fail = |reason: String| Err(record_failure(&row.alert_id, reason));
     let Some(received) = &row.received_payload else {
         return fail("alert has no `alert_received` audit entry".into());
@@ -32,11 +65,30 @@ fn check_record(row: &RecordCheckRow) -> Result<(), VerifyFailure> {
         Ok(v) => v,
         Err(e) => return fail(format!("`alert_received` payload is not JSON: {e}")),
     };
+    let column = |column: &'static str, reason: String| {
+        Err(column_failure(Mismatch {
+            table: if column == "decision" {
+                "decisions"
+            } else {
+                "alerts"
+            },
+            alert_id: row.alert_id.clone(),
+            row: format!("alert `{}`", row.alert_id),
+            column,
+            reason,
+        }))
+    };
     if payload_str(&received, "content_hash") != Some(row.content_hash.as_str()) {
-        return fail("content_hash differs from the one recorded at admission".into());
+        return column(
+            "content_hash",
+            "content_hash differs from the one recorded at admission".into(),
+        );
     }
     if payload_str(&received, "raw_sha256") != Some(sha256_hex(&row.raw_json).as_str()) {
-        return fail("raw_json differs from the body recorded at admission".into());
+        return column(
+            "raw_json",
+            "raw_json differs from the body recorded at admission".into(),
+        );
     }
     match (&row.decision, &row.decision_payload) {
         (None, None) => Ok(()),
@@ -55,9 +107,12 @@ fn check_record(row: &RecordCheckRow) -> Result<(), VerifyFailure> {
             };
             let recomputed = sha256_canonical(&decision);
             if payload_str(&payload, "decision_sha256") != Some(recomputed.as_str()) {
-                return fail(format!(
-                    "stored decision (sha256 {recomputed}) differs from the one recorded in its audit entry"
-                ));
+                return column(
+                    "decision",
+                    format!(
+                        "stored decision (sha256 {recomputed}) differs from the one recorded in its audit entry"
+                    ),
+                );
             }
             Ok(())
         }
@@ -105,6 +160,8 @@ pub(crate) async fn verify_all<R: ReadBackend>(
                 seq: Some(1),
                 alert_id: None,
                 reason: format!("chain is empty but this node wrote up to seq {}", h.seq),
+                table: None,
+                column: None,
             },
         ));
     }
@@ -140,6 +197,8 @@ pub(crate) async fn verify_all<R: ReadBackend>(
                          entries were removed from its end",
                         end.seq, h.seq, h.hash
                     ),
+                    table: None,
+                    column: None,
                 },
             ));
         }
@@ -154,6 +213,9 @@ pub(crate) async fn verify_all<R: ReadBackend>(
             if let Err(f) = check_record(row) {
                 return Ok(failed(report, f));
             }
+        }
+        if let Err(f) = check_steps(r, &page[0].alert_id, &after).await? {
+            return Ok(failed(report, f));
         }
     }
     Ok(report)
@@ -230,6 +292,8 @@ pub(crate) async fn verify_alert<R: ReadBackend>(
                             "prev_hash {prev} does not match the hash {} of the entry before it",
                             row.hash
                         ),
+                        table: None,
+                        column: None,
                     }),
                     _ if missing_next => Some(row.failure(format!(
                         "the entry after it (seq {}) is missing",
@@ -256,6 +320,9 @@ pub(crate) async fn verify_alert<R: ReadBackend>(
     {
         report.records_checked += 1;
         failure = check_record(&check).err();
+        if failure.is_none() {
+            failure = check_steps(r, alert_id, alert_id).await?.err();
+        }
     }
     if let Some(f) = failure {
         report = failed(report, f);

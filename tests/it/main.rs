@@ -6,6 +6,7 @@ mod admission;
 mod deploy;
 mod durability;
 mod failsafe;
+mod faults;
 mod http;
 mod http_support;
 mod input;

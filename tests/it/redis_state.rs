@@ -624,3 +624,76 @@ async fn redis_down_never_auto_clears() {
     assert_eq!(after.disposition, aml_triage::Disposition::AutoClear);
     engine.shutdown().await;
 }
+
+/// Redis goes away while an alert is between its last Redis call and its decision, and no
+/// other call notices before the decision is taken (heartbeats and state publishing are
+/// slow here). The decision must not be an `AUTO_CLEAR` resting on shared state last seen
+/// before the loss: the engine confirms Redis answers before it clears, so the alert is
+/// escalated, degraded, and says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_auto_clear_on_state_after_redis_loss() {
+    let port = OwnRedis::free_port();
+    let mut redis = OwnRedis::start(port);
+    let settings = Settings {
+        node_id: "redis-loss-node".into(),
+        redis_url: Some(format!("redis://127.0.0.1:{port}")),
+        redis_timeout_ms: 300,
+        // Nothing else talks to Redis while the alert is in its last steps.
+        state_publish_seconds: 60.0,
+        lease_heartbeat_seconds: 60.0,
+        lease_ttl_seconds: 600.0,
+        ..settings()
+    };
+    // The context builder holds the alert after every Redis read of the pipeline.
+    let script = Scripted::new(
+        aml_triage::domain::AgentKind::ContextBuilder,
+        vec![
+            Behaviour::Answer,
+            Behaviour::Sleep(Duration::from_millis(1500)),
+            Behaviour::Answer,
+        ],
+    );
+    let engine = Arc::new(
+        Engine::builder(settings)
+            .provider(Arc::new(ScriptedProvider(script.clone())))
+            .start()
+            .await
+            .unwrap(),
+    );
+    let before = engine.submit_json(&clean_alert("rl-before")).await.unwrap();
+    assert_eq!(
+        before.disposition,
+        aml_triage::Disposition::AutoClear,
+        "control: a clean alert clears while Redis is up"
+    );
+    let e = engine.clone();
+    let task = tokio::spawn(async move { e.submit_json(&clean_alert("rl-during")).await });
+    assert!(
+        eventually(Duration::from_secs(10), || script
+            .in_progress
+            .load(Ordering::SeqCst)
+            == 1)
+        .await
+    );
+    redis.stop();
+    assert!(
+        !engine.state().unreachable(),
+        "the node noticed the loss by itself: the test needs it unnoticed"
+    );
+    let during = task.await.unwrap().unwrap();
+    assert_ne!(
+        during.disposition,
+        aml_triage::Disposition::AutoClear,
+        "cleared on shared state last confirmed before Redis went away"
+    );
+    assert!(during.degraded && during.requires_human_review);
+    assert!(
+        during
+            .degradation_reasons
+            .iter()
+            .any(|r| r.contains("Redis")),
+        "{:?}",
+        during.degradation_reasons
+    );
+    engine.shutdown().await;
+}
