@@ -352,9 +352,11 @@ impl Metrics {
         let list_reloads = Family::<OutcomeLabels, Counter>::default();
         // Both outcomes exist from the start, so `increase()` sees the first refusal.
         for outcome in ["swapped", "refused"] {
-            list_reloads.get_or_create(&OutcomeLabels {
-                outcome: outcome.to_string(),
-            });
+            list_reloads
+                .get_or_create(&OutcomeLabels {
+                    outcome: outcome.to_string(),
+                })
+                .inc_by(0);
         }
         registry.register(
             "list_reloads",
