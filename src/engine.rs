@@ -265,6 +265,24 @@ impl EngineBuilder {
     }
 }
 
+/// Counts and logs the outcome of a list reload.
+fn record_reload(
+    metrics: &Metrics,
+    out: &Result<Option<Vec<String>>, crate::reference::ReloadError>,
+) {
+    match out {
+        Ok(Some(versions)) => {
+            metrics.list_reload("swapped");
+            tracing::info!(?versions, "screening lists reloaded");
+        }
+        Ok(None) => {}
+        Err(e) => {
+            metrics.list_reload("refused");
+            tracing::error!(error = %e, "screening list reload refused; keeping the lists in force");
+        }
+    }
+}
+
 /// Checks the list paths every `LIST_RELOAD_SECONDS` and swaps in a changed set once it has
 /// loaded and passed its checks; a set that fails is refused and logged, and the node goes on
 /// with the lists it has. Ends with the state runtime.
@@ -287,21 +305,10 @@ fn spawn_list_reloader(
             };
             let s = settings.clone();
             let r = reference.clone();
-            match tokio::task::spawn_blocking(move || r.reload_if_changed(&s)).await {
-                Ok(Ok(Some(versions))) => {
-                    metrics.list_reload("swapped");
-                    tracing::info!(?versions, "screening lists reloaded");
-                }
-                Ok(Ok(None)) => {}
-                Ok(Err(e)) => {
-                    metrics.list_reload("refused");
-                    tracing::error!(error = %e, "screening list reload refused; keeping the lists in force");
-                }
-                Err(e) => {
-                    metrics.list_reload("refused");
-                    tracing::error!(error = %e, "screening list reload panicked");
-                }
-            }
+            let out = tokio::task::spawn_blocking(move || r.reload_if_changed(&s))
+                .await
+                .unwrap_or_else(|e| Err(crate::reference::ReloadError::Load(e.to_string())));
+            record_reload(&metrics, &out);
         }
     });
 }
@@ -840,15 +847,13 @@ impl Engine {
             .await
     }
 
-    /// Admits an alert only if a slot is free right now (for ingress that must answer 429
-    /// rather than wait). On success the returned future runs it to its decision; the alert
-    /// is durable only once that future has made progress past admission, so an ingress
-    /// that answers "accepted" before the decision uses [`Engine::try_accept`] instead.
-    pub fn try_submit(
+    /// Validates `alert` and takes an admission slot if one is free right now; the raw body
+    /// defaults to the alert's JSON.
+    fn admit_now(
         &self,
-        alert: Alert,
+        alert: &Alert,
         raw: Option<Arc<str>>,
-    ) -> Result<BoxFuture<'static, Result<Decision, TriageError>>, TriageError> {
+    ) -> Result<(OwnedSemaphorePermit, Arc<str>), TriageError> {
         alert.validate()?;
         if !self.submitter.accepting.load(Ordering::Acquire) {
             self.submitter.metrics.admission_rejected("shutting_down");
@@ -866,7 +871,20 @@ impl Engine {
                 }
             })?;
         let raw =
-            raw.unwrap_or_else(|| Arc::from(serde_json::to_string(&alert).unwrap_or_default()));
+            raw.unwrap_or_else(|| Arc::from(serde_json::to_string(alert).unwrap_or_default()));
+        Ok((permit, raw))
+    }
+
+    /// Admits an alert only if a slot is free right now (for ingress that must answer 429
+    /// rather than wait). On success the returned future runs it to its decision; the alert
+    /// is durable only once that future has made progress past admission, so an ingress
+    /// that answers "accepted" before the decision uses [`Engine::try_accept`] instead.
+    pub fn try_submit(
+        &self,
+        alert: Alert,
+        raw: Option<Arc<str>>,
+    ) -> Result<BoxFuture<'static, Result<Decision, TriageError>>, TriageError> {
+        let (permit, raw) = self.admit_now(&alert, raw)?;
         let s = self.submitter.clone();
         Ok(Box::pin(
             async move { s.triage(alert, raw, None, permit).await },
@@ -882,24 +900,7 @@ impl Engine {
         alert: Alert,
         raw: Option<Arc<str>>,
     ) -> Result<Accepted, TriageError> {
-        alert.validate()?;
-        if !self.submitter.accepting.load(Ordering::Acquire) {
-            self.submitter.metrics.admission_rejected("shutting_down");
-            return Err(TriageError::ShuttingDown);
-        }
-        let permit = self
-            .submitter
-            .admission
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| {
-                self.submitter.metrics.admission_rejected("busy");
-                TriageError::Busy {
-                    retry_after: BUSY_RETRY_AFTER,
-                }
-            })?;
-        let raw =
-            raw.unwrap_or_else(|| Arc::from(serde_json::to_string(&alert).unwrap_or_default()));
+        let (permit, raw) = self.admit_now(&alert, raw)?;
         let alert_id = alert.alert_id.clone();
         let (tx, rx) = oneshot::channel();
         let mut handle = self.submitter.start(alert, raw, None, permit, Some(tx));
@@ -1006,12 +1007,8 @@ impl Engine {
         let (r, s) = (self.reference.clone(), self.settings.clone());
         let out = tokio::task::spawn_blocking(move || r.reload_if_changed(&s))
             .await
-            .map_err(|e| crate::reference::ReloadError::Load(e.to_string()))?;
-        match &out {
-            Ok(Some(_)) => self.metrics.list_reload("swapped"),
-            Err(_) => self.metrics.list_reload("refused"),
-            Ok(None) => {}
-        }
+            .unwrap_or_else(|e| Err(crate::reference::ReloadError::Load(e.to_string())));
+        record_reload(&self.metrics, &out);
         out
     }
 

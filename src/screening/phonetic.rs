@@ -79,18 +79,21 @@ pub fn phonetic_key(token: &str) -> String {
         }
         i += step;
     }
-    // Second pass: leading vowel -> 'A', drop other vowels, collapse repeats.
-    let mut key = String::with_capacity(out.len());
+    collapse(&out)
+}
+
+/// Second pass of a key: the class codes of a word (`*` for a vowel) to its key. A leading
+/// vowel becomes `A`, other vowels are dropped, repeated codes collapse; a vowel between two
+/// equal codes keeps both ("Baba" keeps both Bs).
+pub(crate) fn collapse(codes: &[u8]) -> String {
+    let mut key = String::with_capacity(codes.len());
     let mut last: u8 = 0;
-    for (idx, &c) in out.iter().enumerate() {
+    for (idx, &c) in codes.iter().enumerate() {
         if c == b'*' {
             if idx == 0 {
                 key.push('A');
-                last = b'A';
-            } else {
-                // A vowel separates letters: "Baba" keeps both Bs.
-                last = b'*';
             }
+            last = b'*';
             continue;
         }
         if c != last {

@@ -645,68 +645,39 @@ fn apply_op(
     org: bool,
     rng: &mut fastrand::Rng,
 ) -> bool {
-    let typo_in = |w: usize, typos: &mut [usize]| typos[w] += 1;
     match op {
-        Perturbation::Transposition => {
-            let Some(w) = pick_word(words, typos, 4, rng) else {
-                return false;
-            };
-            let mut b: Vec<char> = words[w].chars().collect();
+        Perturbation::Transposition => edit_letters(words, typos, 4, rng, |b, rng| {
             let spots: Vec<usize> = (0..b.len() - 1).filter(|&i| b[i] != b[i + 1]).collect();
             if spots.is_empty() {
                 return false;
             }
             let i = spots[rng.usize(0..spots.len())];
             b.swap(i, i + 1);
-            words[w] = b.into_iter().collect();
-            typo_in(w, typos);
             true
-        }
-        Perturbation::DoubledLetter => {
-            let Some(w) = pick_word(words, typos, 3, rng) else {
-                return false;
-            };
-            let mut b: Vec<char> = words[w].chars().collect();
+        }),
+        Perturbation::DoubledLetter => edit_letters(words, typos, 3, rng, |b, rng| {
             let i = rng.usize(0..b.len());
             b.insert(i, b[i]);
-            words[w] = b.into_iter().collect();
-            typo_in(w, typos);
             true
-        }
-        Perturbation::DroppedLetter => {
-            let Some(w) = pick_word(words, typos, 4, rng) else {
-                return false;
-            };
-            let mut b: Vec<char> = words[w].chars().collect();
+        }),
+        Perturbation::DroppedLetter => edit_letters(words, typos, 4, rng, |b, rng| {
             b.remove(rng.usize(1..b.len()));
-            words[w] = b.into_iter().collect();
-            typo_in(w, typos);
             true
-        }
-        Perturbation::InsertedLetter => {
-            let Some(w) = pick_word(words, typos, 3, rng) else {
-                return false;
-            };
-            let mut b: Vec<char> = words[w].chars().collect();
+        }),
+        Perturbation::InsertedLetter => edit_letters(words, typos, 3, rng, |b, rng| {
             b.insert(rng.usize(1..=b.len()), rng.uppercase());
-            words[w] = b.into_iter().collect();
-            typo_in(w, typos);
             true
-        }
-        Perturbation::KeyboardSubstitution => {
-            let Some(w) = pick_word(words, typos, 3, rng) else {
-                return false;
-            };
-            let mut b: Vec<char> = words[w].chars().collect();
+        }),
+        Perturbation::KeyboardSubstitution => edit_letters(words, typos, 3, rng, |b, rng| {
             let i = rng.usize(0..b.len());
-            let Some(n) = keyboard_neighbour(b[i], rng) else {
-                return false;
-            };
-            b[i] = n;
-            words[w] = b.into_iter().collect();
-            typo_in(w, typos);
-            true
-        }
+            match keyboard_neighbour(b[i], rng) {
+                Some(n) => {
+                    b[i] = n;
+                    true
+                }
+                None => false,
+            }
+        }),
         Perturbation::LookAlike => replace_one(words, typos, LOOK_ALIKES, rng),
         Perturbation::SoundAlike => replace_one(words, typos, RESPELLINGS, rng),
         Perturbation::LegalForm => {
@@ -779,6 +750,27 @@ fn apply_op(
         }
         Perturbation::OriginalScript | Perturbation::Mixed => false,
     }
+}
+
+/// Picks a word of at least `min` letters that can take another typo and lets `edit` change
+/// its letters; counts the typo when it did.
+fn edit_letters(
+    words: &mut [String],
+    typos: &mut [usize],
+    min: usize,
+    rng: &mut fastrand::Rng,
+    edit: impl FnOnce(&mut Vec<char>, &mut fastrand::Rng) -> bool,
+) -> bool {
+    let Some(w) = pick_word(words, typos, min, rng) else {
+        return false;
+    };
+    let mut letters: Vec<char> = words[w].chars().collect();
+    if !edit(&mut letters, rng) {
+        return false;
+    }
+    words[w] = letters.into_iter().collect();
+    typos[w] += 1;
+    true
 }
 
 fn replace_one(

@@ -243,22 +243,7 @@ fn sound_key_with(word: &str, affricate: bool) -> String {
         out.push(code);
         i += step;
     }
-    let mut key = String::with_capacity(out.len());
-    let mut last = 0u8;
-    for (idx, &c) in out.iter().enumerate() {
-        if c == b'*' {
-            if idx == 0 {
-                key.push('A');
-            }
-            last = b'*';
-            continue;
-        }
-        if c != last {
-            key.push(c as char);
-        }
-        last = c;
-    }
-    key
+    super::phonetic::collapse(&out)
 }
 
 #[cfg(test)]

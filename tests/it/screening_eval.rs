@@ -10,17 +10,6 @@ use aml_triage::domain::alert::Alert;
 use aml_triage::domain::facts::MatchClass;
 use aml_triage::screening::ScreeningLists;
 
-fn data_dir() -> Option<PathBuf> {
-    let candidates = [
-        std::env::var("AML_SHARED_DATA").ok().map(PathBuf::from),
-        Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data")),
-    ];
-    candidates
-        .into_iter()
-        .flatten()
-        .find(|p| p.join("screening-dev.eval.jsonl").exists())
-}
-
 fn list_paths(dir: &std::path::Path) -> Vec<PathBuf> {
     ["ofac_sdn", "ofac_consolidated", "un", "pep"]
         .iter()
@@ -31,7 +20,7 @@ fn list_paths(dir: &std::path::Path) -> Vec<PathBuf> {
 
 #[test]
 fn screening_dev_eval_has_no_misses_and_clears_most_false_alerts() {
-    let dir = data_dir().expect("shared data not found (set AML_SHARED_DATA)");
+    let dir = crate::support::shared_data();
     let t0 = Instant::now();
     let lists = ScreeningLists::load_paths(&list_paths(&dir)).expect("lists load");
     eprintln!(

@@ -23,18 +23,6 @@ use futures_util::StreamExt;
 
 use crate::support::{Behaviour, Scripted, ScriptedProvider, settings};
 
-fn data_dir() -> PathBuf {
-    let candidates = [
-        std::env::var("AML_SHARED_DATA").ok().map(PathBuf::from),
-        Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data")),
-    ];
-    candidates
-        .into_iter()
-        .flatten()
-        .find(|p| p.join("screening-dev.eval.jsonl").exists())
-        .expect("shared data folder (../shared/data or AML_SHARED_DATA) is required")
-}
-
 fn load_lists(dir: &std::path::Path) -> ScreeningLists {
     let paths: Vec<PathBuf> = ["ofac_sdn", "ofac_consolidated", "un", "pep"]
         .iter()
@@ -53,7 +41,7 @@ async fn decide_all(engine: &Engine, alerts: Vec<Alert>) -> Vec<Decision> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn perturbed_true_hits_are_never_cleared() {
-    let dir = data_dir();
+    let dir = crate::support::shared_data();
     let lists = Arc::new(load_lists(&dir));
     let dev = std::fs::read_to_string(dir.join("screening-dev.eval.jsonl")).expect("dev set");
     // Two seeds: the default one of `aml-triage lists robustness` and another, so the rules are
@@ -185,7 +173,7 @@ async fn check_robustness_set(lists: Arc<ScreeningLists>, opts: &SetOptions) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn screening_dev_set_has_no_misses_and_clears_most_negatives() {
-    let dir = data_dir();
+    let dir = crate::support::shared_data();
     let mut settings = settings();
     settings.list_paths = vec![dir.clone()];
     let refs = ReferenceData::load(&settings).expect("reference data loads");

@@ -186,3 +186,19 @@ where
     }
     cond().await
 }
+
+/// The shared data folder (`AML_SHARED_DATA`, else `../shared/data` next to the crate). Tests
+/// that need it fail without it: a silent skip would pass a run that checked nothing.
+pub fn shared_data() -> std::path::PathBuf {
+    let candidates = [
+        std::env::var("AML_SHARED_DATA")
+            .ok()
+            .map(std::path::PathBuf::from),
+        Some(std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data")),
+    ];
+    candidates
+        .into_iter()
+        .flatten()
+        .find(|p| p.join("screening-dev.eval.jsonl").exists())
+        .expect("shared data folder (../shared/data or AML_SHARED_DATA) is required")
+}
