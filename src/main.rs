@@ -853,14 +853,36 @@ fn exit_code(run: &FileRun) -> ExitCode {
 }
 
 async fn triage(settings: Settings, args: TriageArgs, migrate: bool) -> Result<ExitCode> {
-    let mut out: Box<dyn Write + Send> = match &args.out {
-        Some(p) => Box::new(std::io::BufWriter::new(
-            std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
-        )),
-        None => Box::new(std::io::BufWriter::new(std::io::stdout())),
-    };
+    // Each decision is written (and flushed) as it is made, so an interrupted run keeps what
+    // it decided; a rerun with the same --out appends only the alerts the file lacks (the
+    // store returns the earlier decision of an alert already decided, without deciding again).
+    let (mut out, mut written): (Box<dyn Write + Send>, std::collections::HashSet<String>) =
+        match &args.out {
+            Some(p) => {
+                let written = resume_output(p)?;
+                if !written.is_empty() {
+                    eprintln!(
+                        "{} decision(s) already in {}; appending the rest",
+                        written.len(),
+                        p.display()
+                    );
+                }
+                let file = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(p)
+                    .with_context(|| format!("cannot open {}", p.display()))?;
+                (Box::new(file), written)
+            }
+            None => (Box::new(std::io::stdout()), Default::default()),
+        };
     let run = run_file(settings, migrate, &args.file, |d| {
-        writeln!(out, "{}", serde_json::to_string(d)?)?;
+        if written.insert(d.alert_id.clone()) {
+            let mut line = serde_json::to_string(d)?;
+            line.push('\n');
+            out.write_all(line.as_bytes())?;
+            out.flush()?;
+        }
         Ok(())
     })
     .await?;
@@ -868,6 +890,53 @@ async fn triage(settings: Settings, args: TriageArgs, migrate: bool) -> Result<E
     let decisions: Vec<Decision> = run.decided.iter().map(|(d, _)| d.clone()).collect();
     print_summary(&decisions, run.elapsed, run.malformed, run.failed, run.left);
     Ok(exit_code(&run))
+}
+
+/// The alert ids of the complete decision lines already in `path` (none if it does not
+/// exist). A last line cut short by an interrupted run is removed, so appending continues
+/// from a clean line boundary.
+fn resume_output(path: &std::path::Path) -> Result<std::collections::HashSet<String>> {
+    let mut ids = std::collections::HashSet::new();
+    let text = match std::fs::read(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(ids),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    // Only what follows the last newline can be a line cut short; any complete line that is
+    // not a decision means --out names some other file, which is not ours to change.
+    let keep = text.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    for (n, line) in text[..keep].split(|b| *b == b'\n').enumerate() {
+        if line.is_empty() {
+            continue;
+        }
+        let id = serde_json::from_slice::<serde_json::Value>(line)
+            .ok()
+            .and_then(|v| v.get("alert_id")?.as_str().map(str::to_string));
+        match id {
+            Some(id) => {
+                ids.insert(id);
+            }
+            None => anyhow::bail!(
+                "{} line {} is not a decision; refusing to append to it (choose another --out)",
+                path.display(),
+                n + 1
+            ),
+        }
+    }
+    if keep < text.len() {
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        f.set_len(keep as u64)
+            .with_context(|| format!("cannot truncate {}", path.display()))?;
+        eprintln!(
+            "{}: dropped {} byte(s) of a decision cut short by an interrupted run",
+            path.display(),
+            text.len() - keep
+        );
+    }
+    Ok(ids)
 }
 
 async fn lists_update(settings: &Settings, json: bool) -> Result<ExitCode> {

@@ -203,7 +203,9 @@ async fn crash_mid_alert_resumes_without_repeating_steps(kind: Kind) {
             .unwrap()
     };
 
-    let mut child = run("first.jsonl");
+    // Both runs write to one --out file: the first keeps what it decided before the kill,
+    // the second appends only what is missing.
+    let mut child = run("out.jsonl");
     let start = Instant::now();
     loop {
         let decided = db
@@ -236,14 +238,28 @@ async fn crash_mid_alert_resumes_without_repeating_steps(kind: Kind) {
         .await;
     assert!(mid_alert > 0, "no alert was caught mid-pipeline");
     let journal_before = journal(&db).await;
+    let kept = std::fs::read_to_string(dir.path().join("out.jsonl")).unwrap_or_default();
+    let kept_lines = kept.lines().filter(|l| l.ends_with('}')).count();
+    assert!(kept_lines > 0, "the killed run kept no decision in --out");
 
-    let mut child = run("second.jsonl");
+    let mut child = run("out.jsonl");
     let status = child.wait().unwrap();
     let mut stderr = String::new();
     std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
     assert!(status.success(), "second run failed: {stderr}");
     assert!(stderr.contains("resumed"), "{stderr}");
 
+    // --out holds every alert once: the first run's lines, then the rest.
+    let out = std::fs::read_to_string(dir.path().join("out.jsonl")).unwrap();
+    let ids: Vec<String> = out
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("complete decision lines");
+            v["alert_id"].as_str().unwrap().to_string()
+        })
+        .collect();
+    let distinct: std::collections::HashSet<&String> = ids.iter().collect();
+    assert_eq!((ids.len(), distinct.len()), (N, N), "{stderr}");
     // Exactly one decision per alert.
     assert_eq!(db.scalar("SELECT COUNT(*) FROM decisions").await, N as i64);
     assert_eq!(
@@ -267,7 +283,7 @@ async fn crash_mid_alert_resumes_without_repeating_steps(kind: Kind) {
     // Four agent steps and the supervisor's check per alert.
     assert_eq!(journal_after.len(), N * 5);
     // The resumed alerts say which steps came from the journal.
-    let second = std::fs::read_to_string(dir.path().join("second.jsonl")).unwrap();
+    let second = std::fs::read_to_string(dir.path().join("out.jsonl")).unwrap();
     let resumed_steps = second.matches("\"resumed\":true").count();
     assert!(resumed_steps > 0, "no step was taken from the journal");
     // And the audit chain is intact after the crash.
