@@ -158,6 +158,7 @@ struct Inner {
     http_requests: Family<HttpLabels, Counter>,
     http_duration: Family<RouteLabels, Histogram>,
     mq_messages: Family<MqLabels, Counter>,
+    review: crate::review::metrics::ReviewMetrics,
     /// Serialises sampling + encoding so two scrapes cannot double-count restarts.
     encode_lock: Mutex<()>,
 }
@@ -207,11 +208,19 @@ impl Metrics {
         "aml_triage_cache_requests_total",
         "aml_triage_lease_takeovers_total",
         "aml_triage_mq_messages_total",
+        // Analyst review: crate::review::metrics::ReviewMetrics::NAMES.
+        "aml_triage_review_cases_open",
+        "aml_triage_review_sar_overdue",
+        "aml_triage_review_actions_total",
+        "aml_triage_qa_misses_total",
+        "aml_triage_qa_periods_failed",
+        "aml_triage_canary_failures",
     ];
 
     /// A fresh registry with every family registered.
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix(PREFIX);
+        let review = crate::review::metrics::ReviewMetrics::register(&mut registry);
         let alerts_processed = Family::<DispositionLabels, Counter>::default();
         registry.register(
             "alerts_processed",
@@ -348,9 +357,15 @@ impl Metrics {
                 http_requests,
                 http_duration,
                 mq_messages,
+                review,
                 encode_lock: Mutex::new(()),
             }),
         }
+    }
+
+    /// The analyst-review metrics.
+    pub fn review(&self) -> &crate::review::metrics::ReviewMetrics {
+        &self.inner.review
     }
 
     /// A decision was made.
