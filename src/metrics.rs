@@ -594,6 +594,15 @@ mod tests {
         m.cache_lookup("historical", true);
         m.lease_takeover();
         m.mq_message("dead_lettered", "conflict");
+        m.review().action("approve");
+        m.review()
+            .cases_open
+            .get_or_create(&crate::review::metrics::QueueLabels {
+                alert_type: "SANCTIONS".into(),
+                priority: "HIGH".into(),
+                sla: "ok".into(),
+            })
+            .inc();
         let text = m.encode(
             0,
             &[AgentHealth {

@@ -13,6 +13,7 @@ mod llm;
 mod mq;
 mod mq_support;
 mod redis_state;
+mod review;
 mod screening_eval;
 mod store;
 mod store_support;
