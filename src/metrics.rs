@@ -136,6 +136,24 @@ pub struct MqLabels {
     pub reason: String,
 }
 
+/// Labels: a queue (alert type and priority).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct QueueLabels {
+    /// Alert type, e.g. `SANCTIONS`.
+    pub alert_type: String,
+    /// Priority, e.g. `HIGH`.
+    pub priority: String,
+    /// `ok`, `warn` or `breach`.
+    pub sla: String,
+}
+
+/// Labels: a review action.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ActionLabels {
+    /// The action, e.g. `approve`.
+    pub action: String,
+}
+
 struct Inner {
     registry: Registry,
     cache_requests: Family<CacheLabels, Counter>,
@@ -597,7 +615,7 @@ mod tests {
         m.review().action("approve");
         m.review()
             .cases_open
-            .get_or_create(&crate::review::metrics::QueueLabels {
+            .get_or_create(&QueueLabels {
                 alert_type: "SANCTIONS".into(),
                 priority: "HIGH".into(),
                 sla: "ok".into(),

@@ -23,6 +23,7 @@ mod alerts;
 pub mod auth;
 pub mod error;
 pub mod openapi;
+pub mod openapi_review;
 mod ops;
 pub mod review;
 

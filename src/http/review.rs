@@ -291,6 +291,7 @@ struct ListQuery {
     alert_type: Option<String>,
     priority: Option<String>,
     sla: Option<String>,
+    customer_id: Option<String>,
     limit: Option<i64>,
 }
 
@@ -310,6 +311,7 @@ pub async fn list_cases(req: HttpRequest, state: web::Data<AppState>) -> Result<
         assignee: q.assignee,
         alert_type: q.alert_type,
         priority: q.priority,
+        customer_id: q.customer_id,
         limit: q.limit,
     };
     let cases = service(&state).list(&filter, q.sla.as_deref()).await?;

@@ -1,28 +1,11 @@
 //! Metrics of analyst review, registered in the engine's registry (see [`crate::metrics`]).
 
-use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-/// Labels: a queue (alert type and priority).
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct QueueLabels {
-    /// Alert type, e.g. `SANCTIONS`.
-    pub alert_type: String,
-    /// Priority, e.g. `HIGH`.
-    pub priority: String,
-    /// `ok`, `warn` or `breach`.
-    pub sla: String,
-}
-
-/// Labels: a review action.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ActionLabels {
-    /// The action, e.g. `approve`.
-    pub action: String,
-}
+pub use crate::metrics::{ActionLabels, QueueLabels};
 
 /// Review metric handles.
 #[derive(Clone, Debug, Default)]

@@ -427,12 +427,13 @@ impl Review {
         let linked: Vec<CaseRecord> = self
             .store
             .cases(&CaseFilter {
+                customer_id: Some(alert.customer_id.clone()),
                 limit: Some(1000),
                 ..CaseFilter::default()
             })
             .await?
             .into_iter()
-            .filter(|c| c.customer_id == alert.customer_id && !c.state.is_terminal())
+            .filter(|c| !c.state.is_terminal())
             .collect();
         let case = CaseRecord {
             case_id: format!("case-{alert_id}"),
@@ -832,6 +833,12 @@ impl Review {
         Self::active(user)?;
         require_worker(&user.roles, "request_close")?;
         let outcome = Outcome::parse(outcome)?;
+        if outcome == Outcome::TruePositiveSar {
+            return Err(invalid(
+                "outcome",
+                "true_positive_sar is reached by filing a SAR (sar-request), which starts the SAR clock",
+            ));
+        }
         let me = user.user_id.clone();
         let (rationale, override_reason) =
             (rationale.to_string(), override_reason.map(str::to_string));

@@ -151,6 +151,8 @@ pub struct CaseFilter {
     pub alert_type: Option<String>,
     /// Priority.
     pub priority: Option<String>,
+    /// Customer.
+    pub customer_id: Option<String>,
     /// Most rows (default 100, at most 1000).
     pub limit: Option<i64>,
 }
@@ -530,6 +532,7 @@ macro_rules! review_sql {
                 "SELECT {CASE_COLS} FROM review_cases \
                  WHERE ($1 IS NULL OR state = $1) AND ($2 IS NULL OR assignee = $2) \
                  AND ($3 IS NULL OR alert_type = $3) AND ($4 IS NULL OR priority = $4) \
+                 AND ($6 IS NULL OR customer_id = $6) \
                  ORDER BY priority_rank DESC, opened_at, case_id LIMIT $5"
             )))
             .bind(&f.state)
@@ -537,6 +540,7 @@ macro_rules! review_sql {
             .bind(&f.alert_type)
             .bind(&f.priority)
             .bind(f.limit.unwrap_or(100).clamp(1, 1000))
+            .bind(&f.customer_id)
             .fetch_all(p)
             .await?
             .iter()
