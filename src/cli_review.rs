@@ -15,6 +15,14 @@ use aml_triage::review::canary::{CanaryDef, default_canaries, load_canaries};
 use aml_triage::review::{Review, ReviewConfig};
 use aml_triage::{Engine, store};
 
+/// The database of `users` and `qa` (accepted before or after the subcommand).
+#[derive(clap::Args)]
+pub struct ReviewDbArgs {
+    /// Database URL (overrides DATABASE_URL).
+    #[arg(long, global = true)]
+    pub database_url: Option<String>,
+}
+
 /// `aml-triage users`.
 #[derive(Subcommand)]
 pub enum UsersCommand {

@@ -58,14 +58,14 @@ enum Command {
         #[command(subcommand)]
         command: cli_review::UsersCommand,
         #[command(flatten)]
-        db: DbArgs,
+        db: cli_review::ReviewDbArgs,
     },
     /// QA of auto-clears: draw a period's sample; the examiner report (JSON + HTML).
     Qa {
         #[command(subcommand)]
         command: cli_review::QaCommand,
         #[command(flatten)]
-        db: DbArgs,
+        db: cli_review::ReviewDbArgs,
     },
 }
 
@@ -324,10 +324,16 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             }
         },
         Command::Users { command, db } => {
+            let db = DbArgs {
+                database_url: db.database_url,
+            };
             let (store, _telemetry) = admin_store(&mut settings, &db).await?;
             cli_review::users(store, &settings, command).await
         }
         Command::Qa { command, db } => {
+            let db = DbArgs {
+                database_url: db.database_url,
+            };
             let (store, _telemetry) = admin_store(&mut settings, &db).await?;
             cli_review::qa(store, &settings, command).await
         }
