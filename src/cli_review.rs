@@ -41,6 +41,9 @@ pub enum UsersCommand {
         /// Read the password from stdin.
         #[arg(long)]
         password_stdin: bool,
+        /// OIDC subject (`sub`) this user logs in as.
+        #[arg(long)]
+        oidc_subject: Option<String>,
     },
     /// Disable a user and end their sessions.
     Disable {
@@ -122,6 +125,7 @@ pub async fn users(
             roles,
             name,
             password_stdin,
+            oidc_subject,
         } => {
             let roles = UserRole::parse_list(&roles)?;
             let password = if password_stdin {
@@ -129,9 +133,13 @@ pub async fn users(
             } else {
                 None
             };
-            let u = review
+            let mut u = review
                 .add_user(&by, &user_id, &name, roles, password.as_deref())
                 .await?;
+            if let Some(sub) = oidc_subject {
+                review.link_oidc_subject(&by, &user_id, &sub).await?;
+                u.oidc_subject = Some(sub);
+            }
             println!("{}", serde_json::to_string_pretty(&u)?);
             Ok(ExitCode::SUCCESS)
         }

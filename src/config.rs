@@ -120,6 +120,10 @@ pub const KNOWN_KEYS: &[&str] = &[
     "AMQP_AGENT_QUEUE_PREFIX",
     "AMQP_PREFETCH",
     "REMOTE_AGENTS",
+    // Analyst review: OIDC login, authorization code + PKCE (issue 14).
+    "OIDC_ISSUER",
+    "OIDC_CLIENT_ID",
+    "OIDC_REDIRECT_URI",
 ];
 
 /// Environment variable holding API keys as `key:role,key:role` (file key: `api_keys`).
@@ -354,6 +358,16 @@ pub struct Settings {
     pub external_data_timeout_seconds: f64,
     /// Retries of a failed customer-data request (timeouts, 429, 5xx).
     pub external_data_max_retries: u32,
+    /// OIDC issuer URL for analyst login (authorization code + PKCE); unset: local accounts
+    /// only. Its discovery document is read from `{issuer}/.well-known/openid-configuration`.
+    #[serde(default)]
+    pub oidc_issuer: Option<String>,
+    /// OIDC client id (a public client: PKCE, no secret).
+    #[serde(default)]
+    pub oidc_client_id: Option<String>,
+    /// Redirect URI registered with the IdP, ending in `/v1/session/oidc/callback`.
+    #[serde(default)]
+    pub oidc_redirect_uri: Option<String>,
     /// RabbitMQ URL (`amqp://` or `amqps://`); unset: no bridge and no remote agents. May hold
     /// a password: shown redacted everywhere.
     #[serde(default)]
@@ -440,6 +454,9 @@ impl Default for Settings {
             state_publish_seconds: 1.0,
             external_data_api_url: None,
             external_data_api_key: None,
+            oidc_issuer: None,
+            oidc_client_id: None,
+            oidc_redirect_uri: None,
             external_data_timeout_seconds: 5.0,
             external_data_max_retries: 2,
             amqp_url: None,
@@ -764,6 +781,7 @@ impl Settings {
                 "must be an http(s) URL".into(),
             ));
         }
+        crate::review::oidc::OidcConfig::validate(self).map_err(|(key, m)| bad(key, m))?;
         if self.external_data_max_retries > 10 {
             return Err(bad(
                 "EXTERNAL_DATA_MAX_RETRIES",

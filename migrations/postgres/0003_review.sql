@@ -42,6 +42,14 @@ CREATE INDEX review_cases_queue_idx ON review_cases (state, priority_rank DESC, 
 CREATE INDEX review_cases_assignee_idx ON review_cases (assignee);
 CREATE INDEX review_cases_customer_idx ON review_cases (customer_id);
 
+-- OIDC logins in progress (authorization code + PKCE): one row per redirect, used once.
+CREATE TABLE review_oidc_pending (
+    state        TEXT PRIMARY KEY,
+    nonce        TEXT NOT NULL,
+    verifier     TEXT NOT NULL,
+    expires_at   TEXT NOT NULL
+);
+
 CREATE TABLE review_comments (
     comment_id  TEXT PRIMARY KEY,
     case_id     TEXT NOT NULL REFERENCES review_cases (case_id),

@@ -248,14 +248,71 @@ pub async fn login(state: web::Data<AppState>, bytes: web::Bytes) -> Result<Http
     let b: LoginBody = body(&bytes)?;
     let review = service(&state);
     let (token, s) = review.login(&b.user_id, &b.password).await?;
-    let max_age = (s.expires_at - Utc::now()).num_seconds().max(0);
     Ok(HttpResponse::Ok()
-        .insert_header((
-            header::SET_COOKIE,
-            format!(
-                "{SESSION_COOKIE}={token}; Path=/; Max-Age={max_age}; HttpOnly; Secure; SameSite=Strict"
-            ),
-        ))
+        .insert_header((header::SET_COOKIE, session_cookie(&token, &s)))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(session_json(&s)))
+}
+
+fn session_cookie(token: &str, s: &SessionRecord) -> String {
+    let max_age = (s.expires_at - Utc::now()).num_seconds().max(0);
+    format!(
+        "{SESSION_COOKIE}={token}; Path=/; Max-Age={max_age}; HttpOnly; Secure; SameSite=Strict"
+    )
+}
+
+fn oidc_config(state: &AppState) -> Result<crate::review::oidc::OidcConfig> {
+    crate::review::oidc::OidcConfig::from_settings(state.engine.settings()).ok_or_else(|| {
+        ReviewServiceError::NotFound("OIDC login (OIDC_ISSUER is not configured)".into()).into()
+    })
+}
+
+/// `GET /v1/session/oidc/start`: 302 to the IdP (authorization code + PKCE).
+pub async fn oidc_start(state: web::Data<AppState>) -> Result<HttpResponse> {
+    let cfg = oidc_config(&state)?;
+    let url = service(&state).oidc_start(&cfg).await?;
+    Ok(HttpResponse::Found()
+        .insert_header((header::LOCATION, url))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .finish())
+}
+
+#[derive(Deserialize)]
+struct CallbackQuery {
+    code: Option<String>,
+    state: Option<String>,
+    error: Option<String>,
+}
+
+/// `GET /v1/session/oidc/callback?code=...&state=...`: finishes the login; sets the session
+/// cookie and answers like `POST /v1/session`.
+pub async fn oidc_callback(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse> {
+    let cfg = oidc_config(&state)?;
+    let q: CallbackQuery = query(&req)?;
+    if let Some(e) = q.error {
+        tracing::warn!(error = %e.chars().take(100).collect::<String>(), "OIDC: the IdP refused the login");
+        return Err(ReviewServiceError::Unauthenticated.into());
+    }
+    let (code, st) = match (q.code, q.state) {
+        (Some(c), Some(s)) => (c, s),
+        (None, _) => {
+            return Err(ReviewServiceError::Invalid {
+                field: "code",
+                message: "missing".into(),
+            }
+            .into());
+        }
+        (_, None) => {
+            return Err(ReviewServiceError::Invalid {
+                field: "state",
+                message: "missing".into(),
+            }
+            .into());
+        }
+    };
+    let (token, s) = service(&state).oidc_callback(&cfg, &code, &st).await?;
+    Ok(HttpResponse::Ok()
+        .insert_header((header::SET_COOKIE, session_cookie(&token, &s)))
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .json(session_json(&s)))
 }
@@ -718,6 +775,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(current))
             .route(web::delete().to(logout)),
     )
+    .service(web::resource("/v1/session/oidc/start").route(web::get().to(oidc_start)))
+    .service(web::resource("/v1/session/oidc/callback").route(web::get().to(oidc_callback)))
     .service(web::resource("/v1/cases").route(web::get().to(list_cases)))
     .service(web::resource("/v1/cases/pull-next").route(web::post().to(pull_next)))
     .service(web::resource("/v1/cases/{id}").route(web::get().to(get_case)))

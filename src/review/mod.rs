@@ -11,6 +11,7 @@
 pub mod auth;
 pub mod canary;
 pub mod metrics;
+pub mod oidc;
 pub mod qa;
 
 use std::collections::{BTreeMap, BTreeSet};

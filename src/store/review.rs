@@ -462,6 +462,48 @@ macro_rules! review_sql {
             Ok(())
         }
 
+        pub(super) async fn insert_oidc(
+            p: &Pool,
+            state: &str,
+            nonce: &str,
+            verifier: &str,
+            now: DateTime<Utc>,
+            expires: DateTime<Utc>,
+        ) -> Result<(), StoreError> {
+            sqlx::query("DELETE FROM review_oidc_pending WHERE expires_at <= $1")
+                .bind(ts(now))
+                .execute(p)
+                .await?;
+            sqlx::query(
+                "INSERT INTO review_oidc_pending (state, nonce, verifier, expires_at) \
+                 VALUES ($1, $2, $3, $4)",
+            )
+            .bind(state)
+            .bind(nonce)
+            .bind(verifier)
+            .bind(ts(expires))
+            .execute(p)
+            .await?;
+            Ok(())
+        }
+
+        pub(super) async fn take_oidc(
+            p: &Pool,
+            state: &str,
+            now: DateTime<Utc>,
+        ) -> Result<Option<(String, String)>, StoreError> {
+            let row = sqlx::query(
+                "DELETE FROM review_oidc_pending WHERE state = $1 AND expires_at > $2 \
+                 RETURNING nonce, verifier",
+            )
+            .bind(state)
+            .bind(ts(now))
+            .fetch_optional(p)
+            .await?;
+            row.map(|r| Ok((r.try_get("nonce")?, r.try_get("verifier")?)))
+                .transpose()
+        }
+
         pub(super) async fn insert_case(p: &Pool, c: &CaseRecord) -> Result<bool, StoreError> {
             let done = sqlx::query(
                 "INSERT INTO review_cases (case_id, alert_id, customer_id, alert_type, priority, \
@@ -876,6 +918,27 @@ impl Store {
     /// Ends every session of a user (disable, password reset).
     pub async fn delete_user_sessions(&self, user_id: &str) -> Result<(), StoreError> {
         on_pool!(self, m, p => m::delete_sessions(p, "user_id", user_id).await)
+    }
+
+    /// Records an OIDC login in progress (and drops expired ones).
+    pub async fn insert_oidc_pending(
+        &self,
+        state: &str,
+        nonce: &str,
+        verifier: &str,
+        now: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        on_pool!(self, m, p => m::insert_oidc(p, state, nonce, verifier, now, expires_at).await)
+    }
+
+    /// Takes (once) the `(nonce, verifier)` of a live OIDC login by its `state`.
+    pub async fn take_oidc_pending(
+        &self,
+        state: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<(String, String)>, StoreError> {
+        on_pool!(self, m, p => m::take_oidc(p, state, now).await)
     }
 
     /// Inserts a case; `false` if its alert already has one.

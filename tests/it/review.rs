@@ -497,3 +497,226 @@ async fn pull_next_gives_each_case_to_one_user() {
     assert_eq!(unique.len(), 4, "a case was given twice: {got:?}");
     s.stop().await;
 }
+
+/// A stub OIDC identity provider: discovery, JWKS and a token endpoint that checks PKCE and
+/// signs RS256 ID tokens with a key of its own. The test plays the browser and the user's
+/// consent by registering the code the IdP would issue.
+mod stub_idp {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+
+    use aws_lc_rs::rsa::{KeySize, PublicKeyComponents};
+    use aws_lc_rs::signature::{KeyPair as _, RSA_PKCS1_SHA256, RsaKeyPair};
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+    use serde_json::{Value, json};
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+    /// What the IdP remembers about an issued code.
+    #[derive(Clone)]
+    pub struct Grant {
+        pub sub: String,
+        pub nonce: String,
+        pub challenge: String,
+    }
+
+    pub struct Idp {
+        pub server: MockServer,
+        pub codes: Arc<Mutex<HashMap<String, Grant>>>,
+    }
+
+    pub fn sign(key: &RsaKeyPair, kid: &str, claims: &Value) -> String {
+        let h = B64.encode(json!({"alg": "RS256", "typ": "JWT", "kid": kid}).to_string());
+        let p = B64.encode(claims.to_string());
+        let input = format!("{h}.{p}");
+        let mut sig = vec![0; key.public_modulus_len()];
+        key.sign(
+            &RSA_PKCS1_SHA256,
+            &aws_lc_rs::rand::SystemRandom::new(),
+            input.as_bytes(),
+            &mut sig,
+        )
+        .unwrap();
+        format!("{input}.{}", B64.encode(sig))
+    }
+
+    struct Token {
+        key: Arc<RsaKeyPair>,
+        issuer: String,
+        codes: Arc<Mutex<HashMap<String, Grant>>>,
+    }
+
+    impl Respond for Token {
+        fn respond(&self, req: &Request) -> ResponseTemplate {
+            let body = String::from_utf8_lossy(&req.body).to_string();
+            let form: HashMap<String, String> = reqwest::Url::parse(&format!("http://x/?{body}"))
+                .unwrap()
+                .query_pairs()
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect();
+            let code = form.get("code").cloned().unwrap_or_default();
+            // A code is used once.
+            let Some(grant) = self.codes.lock().unwrap().remove(&code) else {
+                return ResponseTemplate::new(400).set_body_json(json!({"error": "invalid_grant"}));
+            };
+            let verifier = form.get("code_verifier").cloned().unwrap_or_default();
+            if aml_triage::review::oidc::pkce_challenge(&verifier) != grant.challenge
+                || form.get("grant_type").map(String::as_str) != Some("authorization_code")
+            {
+                return ResponseTemplate::new(400).set_body_json(json!({"error": "invalid_grant"}));
+            }
+            let now = chrono::Utc::now().timestamp();
+            let claims = json!({"iss": self.issuer, "aud": "aml-triage", "sub": grant.sub,
+                                "nonce": grant.nonce, "iat": now, "exp": now + 300});
+            ResponseTemplate::new(200).set_body_json(json!({
+                "access_token": "opaque", "token_type": "Bearer",
+                "id_token": sign(&self.key, "k1", &claims)}))
+        }
+    }
+
+    pub async fn start() -> Idp {
+        let server = MockServer::start().await;
+        let key = Arc::new(RsaKeyPair::generate(KeySize::Rsa2048).unwrap());
+        let public = PublicKeyComponents::<Vec<u8>>::from(key.public_key());
+        let issuer = server.uri();
+        Mock::given(method("GET"))
+            .and(path("/.well-known/openid-configuration"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+                "issuer": issuer,
+                "authorization_endpoint": format!("{issuer}/authorize"),
+                "token_endpoint": format!("{issuer}/token"),
+                "jwks_uri": format!("{issuer}/jwks"),
+            })))
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .and(path("/jwks"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({"keys": [{
+                "kty": "RSA", "kid": "k1", "alg": "RS256", "use": "sig",
+                "n": B64.encode(&public.n), "e": B64.encode(&public.e)}]})))
+            .mount(&server)
+            .await;
+        let codes = Arc::new(Mutex::new(HashMap::new()));
+        Mock::given(method("POST"))
+            .and(path("/token"))
+            .respond_with(Token {
+                key,
+                issuer: issuer.clone(),
+                codes: codes.clone(),
+            })
+            .mount(&server)
+            .await;
+        Idp { server, codes }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oidc_login_with_stub_idp() {
+    let idp = stub_idp::start().await;
+    let db = TestDb::new(Kind::Sqlite).await;
+    let mut settings = http_settings();
+    settings.database_url = db.url.clone();
+    settings.oidc_issuer = Some(idp.server.uri());
+    settings.oidc_client_id = Some("aml-triage".into());
+    settings.oidc_redirect_uri = Some("https://aml.example/v1/session/oidc/callback".into());
+    settings.validate().unwrap();
+    let s = TestServer::start(settings).await;
+    let r = review_of(&s);
+    let roles: BTreeSet<UserRole> = [UserRole::Reviewer].into_iter().collect();
+    r.add_user("test", "olga", "Olga", roles, None)
+        .await
+        .unwrap();
+    r.link_oidc_subject("test", "olga", "idp|olga")
+        .await
+        .unwrap();
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+
+    // Start: a redirect to the IdP with state, nonce and an S256 challenge.
+    let login = |sub: &'static str| {
+        let (browser, s, idp) = (&browser, &s, &idp);
+        async move {
+            let resp = browser
+                .get(s.url("/v1/session/oidc/start"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 302);
+            let to = reqwest::Url::parse(resp.headers()["location"].to_str().unwrap()).unwrap();
+            assert!(
+                to.as_str()
+                    .starts_with(&format!("{}/authorize", idp.server.uri()))
+            );
+            let q: std::collections::HashMap<String, String> = to
+                .query_pairs()
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect();
+            assert_eq!(q["code_challenge_method"], "S256");
+            assert_eq!(q["client_id"], "aml-triage");
+            assert_eq!(q["response_type"], "code");
+            // The user authenticates at the IdP, which issues a code for them.
+            let code = format!("code-{:08x}", fastrand::u32(..));
+            idp.codes.lock().unwrap().insert(
+                code.clone(),
+                stub_idp::Grant {
+                    sub: sub.into(),
+                    nonce: q["nonce"].clone(),
+                    challenge: q["code_challenge"].clone(),
+                },
+            );
+            (code, q["state"].clone())
+        }
+    };
+    let callback = |code: String, state: String| {
+        let (browser, s) = (&browser, &s);
+        async move {
+            browser
+                .get(s.url(&format!(
+                    "/v1/session/oidc/callback?code={code}&state={state}"
+                )))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+
+    let (code, state) = login("idp|olga").await;
+    let resp = callback(code.clone(), state.clone()).await;
+    assert_eq!(resp.status(), 200);
+    let cookie = resp.headers()["set-cookie"].to_str().unwrap().to_string();
+    for flag in ["HttpOnly", "Secure", "SameSite=Strict"] {
+        assert!(cookie.contains(flag), "{cookie}");
+    }
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["user"]["user_id"], "olga");
+    // The session works like a local one.
+    let olga = Session {
+        cookie: cookie.split(';').next().unwrap().to_string(),
+        csrf: body["csrf_token"].as_str().unwrap().to_string(),
+    };
+    let (st, me) = read(&s, &olga, "/v1/session").await;
+    assert_eq!((st, me["user"]["user_id"].clone()), (200, json!("olga")));
+
+    // A replayed state is refused.
+    assert_eq!(callback(code, state).await.status(), 401);
+    // A subject with no provisioned user is refused.
+    let (code, state) = login("idp|mallory").await;
+    assert_eq!(callback(code, state).await.status(), 401);
+    // A token whose nonce is not the one of this login (a replayed token) is refused.
+    let (code, state) = login("idp|olga").await;
+    idp.codes.lock().unwrap().get_mut(&code).unwrap().nonce = "someone-elses".into();
+    assert_eq!(callback(code, state).await.status(), 401);
+    // A code the IdP never issued (or a state we never made) is refused.
+    let (_, state) = login("idp|olga").await;
+    assert_eq!(callback("forged".into(), state).await.status(), 401);
+    assert_eq!(
+        callback("x".into(), "never-issued".into()).await.status(),
+        401
+    );
+    // The logins are in the audit chain.
+    assert!(s.engine.store().verify(None).await.unwrap().ok);
+    s.stop().await;
+}
