@@ -103,11 +103,10 @@ fn read_password() -> Result<String> {
 
 async fn review_on(store: store::Store, settings: &aml_triage::Settings) -> Result<Review> {
     store.migrate().await?;
-    let _ = settings;
     Ok(Review::new(
         Arc::new(store),
         aml_triage::metrics::Metrics::new(),
-        ReviewConfig::default(),
+        ReviewConfig::from_settings(settings),
     ))
 }
 
@@ -237,7 +236,7 @@ pub fn spawn_review_tick(
         let review = Review::new(
             engine.store().clone(),
             engine.metrics().clone(),
-            ReviewConfig::default(),
+            ReviewConfig::from_settings(engine.settings()),
         );
         let mut last_canary: Option<tokio::time::Instant> = None;
         loop {

@@ -142,7 +142,7 @@ fn service(state: &AppState) -> Review {
     Review::new(
         state.engine.store().clone(),
         state.engine.metrics().clone(),
-        ReviewConfig::default(),
+        ReviewConfig::from_settings(state.engine.settings()),
     )
 }
 

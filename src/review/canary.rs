@@ -173,7 +173,7 @@ pub async fn ready_check(engine: &Engine) -> Option<Value> {
     let review = Review::new(
         engine.store().clone(),
         engine.metrics().clone(),
-        super::ReviewConfig::default(),
+        super::ReviewConfig::from_settings(engine.settings()),
     );
     Some(match review.canary_status().await {
         Ok(s) if s.ok => json!({

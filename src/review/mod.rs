@@ -104,6 +104,24 @@ impl Default for ReviewConfig {
     }
 }
 
+impl ReviewConfig {
+    /// The review settings of a configuration (`SAR_*`, `REVIEW_SESSION_HOURS`); the rest
+    /// keep their defaults.
+    pub fn from_settings(s: &crate::Settings) -> Self {
+        Self {
+            sar: SarClockConfig {
+                file_days: i64::from(s.sar_file_days),
+                file_days_no_suspect: i64::from(s.sar_file_days_no_suspect),
+                continuing_review_days: i64::from(s.sar_continuing_review_days),
+                continuing_file_days: i64::from(s.sar_continuing_file_days),
+                ..SarClockConfig::default()
+            },
+            session_hours: i64::from(s.review_session_hours),
+            ..Self::default()
+        }
+    }
+}
+
 /// A case as the API shows it: the record plus its clocks.
 #[derive(Debug, Clone, Serialize)]
 pub struct CaseView {
@@ -999,11 +1017,44 @@ pub async fn on_decision(store: &Arc<Store>, metrics: &Metrics, decision: &crate
     if !store.supports_review() || !ESCALATED.contains(&disposition) {
         return;
     }
+    // Opening a case reads no setting.
     let review = Review::new(store.clone(), metrics.clone(), ReviewConfig::default());
     if let Err(e) = review
         .open_case_for_decision(&decision.alert_id, disposition, Some(decision.risk_score))
         .await
     {
         tracing::warn!(alert_id = %decision.alert_id, error = %e, "could not open a review case; it will be opened by the next sweep");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Settings;
+
+    #[test]
+    fn review_settings_are_read_and_checked() {
+        let s = Settings {
+            sar_file_days: 20,
+            sar_file_days_no_suspect: 40,
+            review_session_hours: 2,
+            ..Settings::default()
+        };
+        s.validate().unwrap();
+        let c = ReviewConfig::from_settings(&s);
+        assert_eq!((c.sar.file_days, c.sar.file_days_no_suspect), (20, 40));
+        assert_eq!(c.session_hours, 2);
+        let bad = Settings {
+            sar_file_days_no_suspect: 10,
+            ..Settings::default()
+        };
+        let e = bad.validate().unwrap_err().to_string();
+        assert!(e.contains("SAR_FILE_DAYS_NO_SUSPECT"), "{e}");
+        let half_oidc = Settings {
+            oidc_issuer: Some("https://idp.example".into()),
+            ..Settings::default()
+        };
+        let e = half_oidc.validate().unwrap_err().to_string();
+        assert!(e.contains("OIDC_CLIENT_ID"), "{e}");
     }
 }
