@@ -720,3 +720,106 @@ async fn oidc_login_with_stub_idp() {
     assert!(s.engine.store().verify(None).await.unwrap().ok);
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sar_filing_needs_four_eyes_and_starts_the_clocks() {
+    let db = TestDb::new(Kind::Postgres).await;
+    let s = server_on(&db).await;
+    let r = review_of(&s);
+    add_user(&r, "alice", &[UserRole::Analyst]).await;
+    add_user(&r, "bob", &[UserRole::Reviewer]).await;
+    add_user(&r, "carol", &[UserRole::Reviewer]).await;
+    decide(&s, hit_alert("sar-1")).await;
+    let (alice, bob, carol) = (
+        login(&s, "alice").await,
+        login(&s, "bob").await,
+        login(&s, "carol").await,
+    );
+    let p = |suffix: &str| format!("/v1/cases/case-sar-1/{suffix}");
+    act(
+        &s,
+        &alice,
+        &p("transition"),
+        json!({"action": "start_review"}),
+    )
+    .await;
+    act(
+        &s,
+        &alice,
+        &p("hits"),
+        json!({"hit": "OFAC_SDN:9999", "disposition": "match"}),
+    )
+    .await;
+    // A match cannot be closed as a false positive, and true_positive_sar needs a filing.
+    let (st, e) = act(
+        &s,
+        &alice,
+        &p("close-request"),
+        json!({"outcome": "false_positive", "rationale": "x"}),
+    )
+    .await;
+    assert_eq!((st, e["field"].clone()), (422, json!("outcome")), "{e}");
+    let (st, _) = act(
+        &s,
+        &alice,
+        &p("close-request"),
+        json!({"outcome": "true_positive_sar", "rationale": "x"}),
+    )
+    .await;
+    assert_eq!(st, 422);
+    let (st, c) = act(
+        &s,
+        &alice,
+        &p("sar-request"),
+        json!({"rationale": "confirmed match, structuring", "suspect_identified": false,
+               "determined_at": "2026-11-01T00:00:00Z"}),
+    )
+    .await;
+    assert_eq!(st, 200, "{c}");
+    // The clock runs while the filing waits for approval: 60 days without a suspect.
+    let (_, v) = read(&s, &alice, &p("").trim_end_matches('/').to_string()).await;
+    assert_eq!(v["sar_due_at"], "2026-12-31T00:00:00Z", "{v}");
+    // A reviewer rejects (with a reason), the analyst asks again, another reviewer approves.
+    let (st, e) = act(&s, &bob, &p("reject"), json!({"reason": ""})).await;
+    assert_eq!((st, e["field"].clone()), (422, json!("reason")));
+    let (st, c) = act(
+        &s,
+        &bob,
+        &p("reject"),
+        json!({"reason": "add the wire details"}),
+    )
+    .await;
+    assert_eq!((st, c["state"]["state"].clone()), (200, json!("in_review")));
+    act(
+        &s,
+        &alice,
+        &p("sar-request"),
+        json!({"rationale": "confirmed match, structuring, wires to IR"}),
+    )
+    .await;
+    let (st, c) = act(&s, &carol, &p("approve"), json!({})).await;
+    assert_eq!(
+        (st, c["state"]["state"].clone()),
+        (200, json!("sar_filed")),
+        "{c}"
+    );
+    let (_, v) = read(&s, &alice, "/v1/cases/case-sar-1").await;
+    assert!(v["continuing_review_due_at"].is_string(), "{v}");
+    assert!(v["continuing_file_due_at"].is_string(), "{v}");
+    assert!(
+        v["sar_status"].is_null(),
+        "a filed SAR has no running clock: {v}"
+    );
+    // Reopening (continuing activity) needs a reason.
+    let (st, _) = act(&s, &alice, &p("transition"), json!({"action": "reopen"})).await;
+    assert_eq!(st, 422);
+    let (st, c) = act(
+        &s,
+        &alice,
+        &p("transition"),
+        json!({"action": "reopen", "reason": "continuing activity review"}),
+    )
+    .await;
+    assert_eq!((st, c["state"]["state"].clone()), (200, json!("reopened")));
+    s.stop().await;
+}
