@@ -28,6 +28,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/qa/report"),
     ("get", "/v1/users"),
     ("post", "/v1/users"),
+    ("post", "/v1/users/{id}"),
     ("get", "/v1/canaries"),
 ];
 
@@ -212,6 +213,14 @@ pub fn paths() -> Map<String, Value> {
                      "responses": {"201": ok("The user"), "403": err("Admin only"), "409": err("Exists"),
                                    "422": err("`field` names the bad input")}}
         },
+        "/v1/users/{id}": {"post": {"summary": "Change a user's roles and/or disable them (admin user; not oneself); ends their sessions",
+            "security": session_csrf,
+            "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}],
+            "requestBody": body(&[], json!({
+                "roles": {"type": "array", "items": {"type": "string", "enum": ["analyst", "reviewer", "qa", "supervisor", "admin"]}},
+                "disabled": {"type": "boolean"}})),
+            "responses": {"200": ok("The user"), "403": err("Admin only; not oneself"), "404": err("Unknown user"),
+                          "422": err("`field` names the bad input")}}},
         "/v1/canaries": {"get": {"summary": "Latest run of each canary (supervisor, or auditor/admin key)",
             "security": [{"session": []}, {"apiKey": []}],
             "responses": {"200": ok("`ok`, `latest`, `failing`"), "403": err("Role missing")}}}

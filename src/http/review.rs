@@ -751,6 +751,42 @@ pub async fn add_user(
     Ok(HttpResponse::Created().json(created))
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserChange {
+    roles: Option<Vec<String>>,
+    disabled: Option<bool>,
+}
+
+/// `POST /v1/users/{id}` (admin user): `{"roles": [...]}` and/or `{"disabled": true}`. Either
+/// ends the user's sessions. An admin cannot change their own account here.
+pub async fn change_user(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    bytes: web::Bytes,
+) -> Result<HttpResponse> {
+    let u = user(&req, &state).await?;
+    require_admin(&u)?;
+    let target = id(&req);
+    if target == u.user_id {
+        return Err(ReviewServiceError::Forbidden(
+            "an admin cannot change their own account (ask another admin)".into(),
+        )
+        .into());
+    }
+    let b: UserChange = body(&bytes)?;
+    let review = service(&state);
+    let by = format!("user:{}", u.user_id);
+    if let Some(roles) = b.roles {
+        let roles = UserRole::parse_list(&roles.join(",")).map_err(ReviewServiceError::from)?;
+        review.set_roles(&by, &target, roles).await?;
+    }
+    if b.disabled == Some(true) {
+        review.disable_user(&by, &target).await?;
+    }
+    Ok(HttpResponse::Ok().json(review.user(&target).await?))
+}
+
 /// `GET /v1/canaries`: the latest run of each canary (admin or auditor API key, or a
 /// supervisor).
 pub async fn canaries(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse> {
@@ -798,5 +834,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(list_users))
             .route(web::post().to(add_user)),
     )
+    .service(web::resource("/v1/users/{id}").route(web::post().to(change_user)))
     .service(web::resource("/v1/canaries").route(web::get().to(canaries)));
 }

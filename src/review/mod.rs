@@ -299,6 +299,32 @@ impl Review {
             .await
     }
 
+    /// Replaces a user's roles, ending their sessions (so the new roles apply at once).
+    pub async fn set_roles(
+        &self,
+        by: &str,
+        user_id: &str,
+        roles: BTreeSet<UserRole>,
+    ) -> Result<UserRecord, ReviewServiceError> {
+        if roles.is_empty() {
+            return Err(invalid("roles", "at least one role is required"));
+        }
+        let mut u = self.user(user_id).await?;
+        u.roles = roles;
+        u.updated_at = Utc::now();
+        self.store.update_user(&u).await?;
+        self.store.delete_user_sessions(user_id).await?;
+        let names: Vec<&str> = u.roles.iter().map(|r| r.as_str()).collect();
+        self.audit(
+            by,
+            "user_roles",
+            None,
+            json!({"user_id": user_id, "roles": names}),
+        )
+        .await?;
+        Ok(u)
+    }
+
     /// Sets a new password (and re-enables the user), ending their sessions.
     pub async fn reset_password(
         &self,

@@ -823,3 +823,60 @@ async fn sar_filing_needs_four_eyes_and_starts_the_clocks() {
     assert_eq!((st, c["state"]["state"].clone()), (200, json!("reopened")));
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admins_manage_users_but_not_themselves() {
+    let db = TestDb::new(Kind::Sqlite).await;
+    let s = server_on(&db).await;
+    let r = review_of(&s);
+    add_user(&r, "ada", &[UserRole::Admin]).await;
+    add_user(&r, "alice", &[UserRole::Analyst]).await;
+    let ada = login(&s, "ada").await;
+    let alice = login(&s, "alice").await;
+    // Analysts cannot manage users.
+    let (st, _) = act(&s, &alice, "/v1/users/alice", json!({"roles": ["admin"]})).await;
+    assert_eq!(st, 403);
+    // An admin cannot grant themselves the reviewer role (and so approve).
+    let (st, _) = act(
+        &s,
+        &ada,
+        "/v1/users/ada",
+        json!({"roles": ["admin", "reviewer"]}),
+    )
+    .await;
+    assert_eq!(st, 403);
+    let (st, e) = act(
+        &s,
+        &ada,
+        "/v1/users",
+        json!({"user_id": "bob", "roles": ["root"]}),
+    )
+    .await;
+    assert_eq!((st, e["field"].clone()), (422, json!("roles")), "{e}");
+    let (st, _) = act(
+        &s,
+        &ada,
+        "/v1/users",
+        json!({"user_id": "bob", "roles": ["reviewer"], "password": PASSWORD}),
+    )
+    .await;
+    assert_eq!(st, 201);
+    // Changing roles or disabling ends the user's sessions.
+    let (st, u) = act(
+        &s,
+        &ada,
+        "/v1/users/alice",
+        json!({"roles": ["analyst", "qa"]}),
+    )
+    .await;
+    assert_eq!((st, u["roles"].clone()), (200, json!(["analyst", "qa"])));
+    assert_eq!(read(&s, &alice, "/v1/session").await.0, 401);
+    let (st, u) = act(&s, &ada, "/v1/users/bob", json!({"disabled": true})).await;
+    assert_eq!((st, u["disabled"].clone()), (200, json!(true)));
+    let bad = json!({"user_id": "bob", "password": PASSWORD}).to_string();
+    assert_eq!(s.post("/v1/session", None, bad).await.status(), 401);
+    // The password hash is never shown.
+    let (_, users) = read(&s, &ada, "/v1/users").await;
+    assert!(!users.to_string().contains("argon2"), "{users}");
+    s.stop().await;
+}
