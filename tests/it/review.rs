@@ -777,7 +777,7 @@ async fn sar_filing_needs_four_eyes_and_starts_the_clocks() {
     .await;
     assert_eq!(st, 200, "{c}");
     // The clock runs while the filing waits for approval: 60 days without a suspect.
-    let (_, v) = read(&s, &alice, &p("").trim_end_matches('/').to_string()).await;
+    let (_, v) = read(&s, &alice, "/v1/cases/case-sar-1").await;
     assert_eq!(v["sar_due_at"], "2026-12-31T00:00:00Z", "{v}");
     // A reviewer rejects (with a reason), the analyst asks again, another reviewer approves.
     let (st, e) = act(&s, &bob, &p("reject"), json!({"reason": ""})).await;
