@@ -1036,8 +1036,10 @@ impl Review {
 }
 
 /// Engine hook, called once a decision is persisted: opens a case when the disposition is
-/// escalated. Never fails the decision; a case it could not open is opened later by
-/// [`Review::open_missing_cases`] (run by `serve` at start and on its review tick).
+/// escalated. It runs as a task of its own, so the decision is not held up by the case's
+/// writes (on SQLite they wait for the store's writer). It never fails the decision; a case
+/// it could not open (an error, or a crash first) is opened later by
+/// [`Review::open_missing_cases`], which `serve` runs at start and every minute.
 pub async fn on_decision(store: &Arc<Store>, metrics: &Metrics, decision: &crate::Decision) {
     let disposition = decision.disposition.as_str();
     if !store.supports_review() || !ESCALATED.contains(&disposition) {
@@ -1045,12 +1047,15 @@ pub async fn on_decision(store: &Arc<Store>, metrics: &Metrics, decision: &crate
     }
     // Opening a case reads no setting.
     let review = Review::new(store.clone(), metrics.clone(), ReviewConfig::default());
-    if let Err(e) = review
-        .open_case_for_decision(&decision.alert_id, disposition, Some(decision.risk_score))
-        .await
-    {
-        tracing::warn!(alert_id = %decision.alert_id, error = %e, "could not open a review case; it will be opened by the next sweep");
-    }
+    let (alert_id, score) = (decision.alert_id.clone(), decision.risk_score);
+    tokio::spawn(async move {
+        if let Err(e) = review
+            .open_case_for_decision(&alert_id, disposition, Some(score))
+            .await
+        {
+            tracing::warn!(alert_id = %alert_id, error = %e, "could not open a review case; the next sweep will");
+        }
+    });
 }
 
 #[cfg(test)]

@@ -110,11 +110,23 @@ async fn read(s: &TestServer, who: &Session, path: &str) -> (u16, Value) {
     (status, r.json().await.unwrap_or(Value::Null))
 }
 
-/// Submits an alert and waits for its decision.
+/// Submits an alert and waits for its decision and, when it is escalated, for its case
+/// (opened by a task of its own after the decision).
 async fn decide(s: &TestServer, alert: String) -> Value {
     let r = s.post("/v1/alerts?wait=true", Some(SUBMITTER), alert).await;
     assert_eq!(r.status(), 200);
-    r.json().await.unwrap()
+    let d: Value = r.json().await.unwrap();
+    if d["disposition"] != "AUTO_CLEAR" {
+        let id = d["alert_id"].as_str().unwrap().to_string();
+        let store = s.engine.store().clone();
+        let opened = eventually_async(std::time::Duration::from_secs(10), || {
+            let (store, id) = (store.clone(), id.clone());
+            async move { store.case_for_alert(&id).await.unwrap().is_some() }
+        })
+        .await;
+        assert!(opened, "no case for escalated alert {id}");
+    }
+    d
 }
 
 async fn works_a_case_end_to_end(kind: Kind) {
