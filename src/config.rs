@@ -136,6 +136,15 @@ pub const KNOWN_KEYS: &[&str] = &[
     "HTTP_CLIENT_TIMEOUT_SECONDS",
     "HTTP_KEEP_ALIVE_SECONDS",
     "HTTP_MAX_CONNECTIONS",
+    // Analyst review: OIDC login, authorization code + PKCE (issue 14).
+    "OIDC_ISSUER",
+    "OIDC_CLIENT_ID",
+    "OIDC_REDIRECT_URI",
+    "SAR_FILE_DAYS",
+    "SAR_FILE_DAYS_NO_SUSPECT",
+    "SAR_CONTINUING_REVIEW_DAYS",
+    "SAR_CONTINUING_FILE_DAYS",
+    "REVIEW_SESSION_HOURS",
 ];
 
 /// Environment variable holding API keys as `key:role,key:role` (file key: `api_keys`).
@@ -386,6 +395,26 @@ pub struct Settings {
     pub external_data_timeout_seconds: f64,
     /// Retries of a failed customer-data request (timeouts, 429, 5xx).
     pub external_data_max_retries: u32,
+    /// Days from the determination of suspicion to the SAR filing deadline.
+    pub sar_file_days: u32,
+    /// The same when no suspect is identified.
+    pub sar_file_days_no_suspect: u32,
+    /// Days after a SAR filing until the continuing-activity review.
+    pub sar_continuing_review_days: u32,
+    /// Days after that review to file the continuing SAR.
+    pub sar_continuing_file_days: u32,
+    /// Lifetime of an analyst's session.
+    pub review_session_hours: u32,
+    /// OIDC issuer URL for analyst login (authorization code + PKCE); unset: local accounts
+    /// only. Its discovery document is read from `{issuer}/.well-known/openid-configuration`.
+    #[serde(default)]
+    pub oidc_issuer: Option<String>,
+    /// OIDC client id (a public client: PKCE, no secret).
+    #[serde(default)]
+    pub oidc_client_id: Option<String>,
+    /// Redirect URI registered with the IdP, ending in `/v1/session/oidc/callback`.
+    #[serde(default)]
+    pub oidc_redirect_uri: Option<String>,
     /// RabbitMQ URL (`amqp://` or `amqps://`); unset: no bridge and no remote agents. May hold
     /// a password: shown redacted everywhere.
     #[serde(default)]
@@ -495,6 +524,14 @@ impl Default for Settings {
             state_publish_seconds: 1.0,
             external_data_api_url: None,
             external_data_api_key: None,
+            sar_file_days: 30,
+            sar_file_days_no_suspect: 60,
+            sar_continuing_review_days: 90,
+            sar_continuing_file_days: 30,
+            review_session_hours: 8,
+            oidc_issuer: None,
+            oidc_client_id: None,
+            oidc_redirect_uri: None,
             external_data_timeout_seconds: 5.0,
             external_data_max_retries: 2,
             amqp_url: None,
@@ -747,6 +784,27 @@ impl Settings {
         if !(self.list_fetch_timeout_seconds.is_finite() && self.list_fetch_timeout_seconds > 0.0) {
             return Err(bad("LIST_FETCH_TIMEOUT_SECONDS", "must be more than 0"));
         }
+        for (key, v) in [
+            ("SAR_FILE_DAYS", self.sar_file_days),
+            (
+                "SAR_CONTINUING_REVIEW_DAYS",
+                self.sar_continuing_review_days,
+            ),
+            ("SAR_CONTINUING_FILE_DAYS", self.sar_continuing_file_days),
+        ] {
+            if !(1..=365).contains(&v) {
+                return Err(bad(key, "must be between 1 and 365"));
+            }
+        }
+        if !(self.sar_file_days..=365).contains(&self.sar_file_days_no_suspect) {
+            return Err(bad(
+                "SAR_FILE_DAYS_NO_SUSPECT",
+                "must be between SAR_FILE_DAYS and 365",
+            ));
+        }
+        if !(1..=168).contains(&self.review_session_hours) {
+            return Err(bad("REVIEW_SESSION_HOURS", "must be between 1 and 168"));
+        }
         if self.http_bind.parse::<std::net::SocketAddr>().is_err() {
             return Err(bad("HTTP_BIND", "must be ADDRESS:PORT, e.g. 0.0.0.0:8000"));
         }
@@ -855,6 +913,7 @@ impl Settings {
                 "must be an http(s) URL".into(),
             ));
         }
+        crate::review::oidc::OidcConfig::validate(self).map_err(|(key, m)| bad(key, m))?;
         if self.external_data_max_retries > 10 {
             return Err(bad(
                 "EXTERNAL_DATA_MAX_RETRIES",

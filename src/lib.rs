@@ -31,6 +31,8 @@
 //!   [`customer_data`]: the external customer-data API client.
 //! - [`mq`]: RabbitMQ: the bridge (alerts in, decisions out, dead letters) and remote agents;
 //!   [`worker`]: worker mode, serving agents to other nodes.
+//! - [`review`]: analyst review (users, cases, four-eyes, SAR clocks, QA sampling, canaries);
+//!   its rules are pure, in [`domain::review`].
 
 pub mod actors;
 pub mod checkpoint;
@@ -47,6 +49,7 @@ pub mod messages;
 pub mod metrics;
 pub mod mq;
 pub mod reference;
+pub mod review;
 pub mod screening;
 pub mod state;
 pub mod store;

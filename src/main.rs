@@ -13,6 +13,8 @@ use aml_triage::domain::alert::{Alert, AlertError};
 use aml_triage::evaluation::{self, Expected, Labelled};
 use aml_triage::{Decision, Disposition, Engine, Settings, checkpoint, http, store, telemetry};
 
+mod cli_review;
+
 #[derive(Parser)]
 #[command(
     name = "aml-triage",
@@ -57,6 +59,20 @@ enum Command {
     Status(StatusArgs),
     /// Serve agent steps to other nodes over RabbitMQ (needs AMQP_URL) until SIGTERM or Ctrl-C.
     Worker(WorkerArgs),
+    /// Analyst-review users: add, disable, reset a password, list.
+    Users {
+        #[command(subcommand)]
+        command: cli_review::UsersCommand,
+        #[command(flatten)]
+        db: cli_review::ReviewDbArgs,
+    },
+    /// QA of auto-clears: draw a period's sample; the examiner report (JSON + HTML).
+    Qa {
+        #[command(subcommand)]
+        command: cli_review::QaCommand,
+        #[command(flatten)]
+        db: cli_review::ReviewDbArgs,
+    },
 }
 
 #[derive(clap::Args)]
@@ -101,6 +117,8 @@ struct ServeArgs {
     /// nodes: RabbitMQ redelivery, not a start-up scan, hands their alerts over).
     #[arg(long)]
     no_resume: bool,
+    #[command(flatten)]
+    canary: cli_review::CanaryArgs,
 }
 
 /// Where the reference data comes from.
@@ -333,7 +351,14 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             }
             settings.validate()?;
             let _telemetry = init_logging(&settings)?;
-            serve(settings, !args.no_migrate, !args.no_resume, args.workers).await
+            serve(
+                settings,
+                !args.no_migrate,
+                !args.no_resume,
+                args.workers,
+                args.canary,
+            )
+            .await
         }
         Command::Worker(args) => {
             args.refs.apply(&mut settings);
@@ -459,6 +484,20 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 Ok(ExitCode::SUCCESS)
             }
         },
+        Command::Users { command, db } => {
+            let db = DbArgs {
+                database_url: db.database_url,
+            };
+            let (store, _telemetry) = admin_store(&mut settings, &db).await?;
+            cli_review::users(store, &settings, command).await
+        }
+        Command::Qa { command, db } => {
+            let db = DbArgs {
+                database_url: db.database_url,
+            };
+            let (store, _telemetry) = admin_store(&mut settings, &db).await?;
+            cli_review::qa(store, &settings, command).await
+        }
         Command::Purge(db) => {
             let (store, _telemetry) = admin_store(&mut settings, &db).await?;
             let report = store
@@ -580,6 +619,7 @@ async fn serve(
     migrate: bool,
     resume: bool,
     workers: usize,
+    canary: cli_review::CanaryArgs,
 ) -> Result<ExitCode> {
     let bind = settings.http_bind.clone();
     let listener =
@@ -636,7 +676,11 @@ async fn serve(
                 .unwrap_or_default()
         );
     }
+    let review_tick = cli_review::spawn_review_tick(engine.clone(), &canary)?;
     shutdown_signal().await;
+    if let Some(t) = review_tick {
+        t.abort();
+    }
     eprintln!("signal received: stopping the server and draining in-flight alerts");
     if let Some(b) = bridge {
         // First: stop taking queue messages and finish (publish, ack) those taken.

@@ -150,6 +150,24 @@ pub struct MqLabels {
     pub reason: String,
 }
 
+/// Labels: a queue (alert type and priority).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct QueueLabels {
+    /// Alert type, e.g. `SANCTIONS`.
+    pub alert_type: String,
+    /// Priority, e.g. `HIGH`.
+    pub priority: String,
+    /// `ok`, `warn` or `breach`.
+    pub sla: String,
+}
+
+/// Labels: a review action.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ActionLabels {
+    /// The action, e.g. `approve`.
+    pub action: String,
+}
+
 struct Inner {
     registry: Registry,
     cache_requests: Family<CacheLabels, Counter>,
@@ -174,6 +192,7 @@ struct Inner {
     mq_messages: Family<MqLabels, Counter>,
     list_age: Family<ListLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     list_reloads: Family<OutcomeLabels, Counter>,
+    review: crate::review::metrics::ReviewMetrics,
     /// Serialises sampling + encoding so two scrapes cannot double-count restarts.
     encode_lock: Mutex<()>,
 }
@@ -225,11 +244,19 @@ impl Metrics {
         "aml_triage_mq_messages_total",
         "aml_triage_list_age_seconds",
         "aml_triage_list_reloads_total",
+        // Analyst review: crate::review::metrics::ReviewMetrics::NAMES.
+        "aml_triage_review_cases_open",
+        "aml_triage_review_sar_overdue",
+        "aml_triage_review_actions_total",
+        "aml_triage_qa_misses_total",
+        "aml_triage_qa_periods_failed",
+        "aml_triage_canary_failures",
     ];
 
     /// A fresh registry with every family registered.
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix(PREFIX);
+        let review = crate::review::metrics::ReviewMetrics::register(&mut registry);
         let alerts_processed = Family::<DispositionLabels, Counter>::default();
         registry.register(
             "alerts_processed",
@@ -388,9 +415,15 @@ impl Metrics {
                 http_requests,
                 http_duration,
                 mq_messages,
+                review,
                 encode_lock: Mutex::new(()),
             }),
         }
+    }
+
+    /// The analyst-review metrics.
+    pub fn review(&self) -> &crate::review::metrics::ReviewMetrics {
+        &self.inner.review
     }
 
     /// A decision was made.
@@ -641,6 +674,15 @@ mod tests {
         m.mq_message("dead_lettered", "conflict");
         m.list_age("OFAC_SDN", 12.5);
         m.list_reload("swapped");
+        m.review().action("approve");
+        m.review()
+            .cases_open
+            .get_or_create(&QueueLabels {
+                alert_type: "SANCTIONS".into(),
+                priority: "HIGH".into(),
+                sla: "ok".into(),
+            })
+            .inc();
         let text = m.encode(
             0,
             &[AgentHealth {

@@ -451,7 +451,11 @@ async fn run(shared: &Arc<Shared>, msg: TriageAlert) -> Result<Decision, TriageE
         .await
         .map_err(store_error)?
     {
-        DecisionOutcome::Inserted => Ok(decision),
+        DecisionOutcome::Inserted => {
+            // An escalated decision opens a review case (see crate::review).
+            crate::review::on_decision(&shared.store, &shared.cfg.metrics, &decision).await;
+            Ok(decision)
+        }
         // Another node (or an earlier run) decided first: there is exactly one decision.
         DecisionOutcome::AlreadyDecided(existing) => decode_decision(existing),
     }

@@ -7,6 +7,7 @@ pub mod decision;
 pub mod enrichment;
 pub mod facts;
 pub mod policy;
+pub mod review;
 pub mod scoring;
 
 use serde::{Deserialize, Serialize};

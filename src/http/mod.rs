@@ -18,13 +18,16 @@
 //! | `GET /v1/status` | admin |
 //! | `GET /metrics` | admin on the main port; none on `PROMETHEUS_PORT` |
 //! | `GET /health`, `GET /ready`, `GET /openapi.json` | none |
+//! | `/v1/session`, `/v1/cases`, `/v1/qa`, `/v1/users`, `/v1/canaries` | named users (see `review.rs`) |
 
 mod alerts;
 pub mod auth;
 pub mod error;
 pub mod limits;
 pub mod openapi;
+pub mod openapi_review;
 mod ops;
+pub mod review;
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
@@ -222,7 +225,8 @@ fn api(cfg: &mut web::ServiceConfig) {
         .service(
             web::resource("/v1/alerts/{id}/decision").route(web::get().to(alerts::get_decision)),
         )
-        .service(web::resource("/v1/alerts/{id}/audit").route(web::get().to(alerts::get_audit)));
+        .service(web::resource("/v1/alerts/{id}/audit").route(web::get().to(alerts::get_audit)))
+        .configure(review::routes);
 }
 
 /// Starts the server on `listener` (and a metrics-only server on `metrics_listener`) on a

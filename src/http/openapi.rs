@@ -151,7 +151,7 @@ pub fn document() -> Value {
     };
     let any_json =
         json!({"application/json": {"schema": {"type": "object", "additionalProperties": true}}});
-    json!({
+    let mut doc = json!({
         "openapi": "3.0.3",
         "info": {
             "title": "aml-triage",
@@ -256,7 +256,15 @@ pub fn document() -> Value {
             "/openapi.json": {"get": {"summary": "This document", "security": [],
                 "responses": {"200": {"description": "OpenAPI 3 document", "content": any_json}}}}
         }
-    })
+    });
+    // Analyst review (`review.rs`).
+    if let Some(p) = doc["paths"].as_object_mut() {
+        p.extend(super::openapi_review::paths());
+    }
+    if let Some(s) = doc["components"]["securitySchemes"].as_object_mut() {
+        s.extend(super::openapi_review::security_schemes());
+    }
+    doc
 }
 
 #[cfg(test)]
@@ -266,7 +274,7 @@ mod tests {
     #[test]
     fn every_route_is_documented() {
         let doc = document();
-        for (method, path) in ROUTES {
+        for (method, path) in ROUTES.iter().chain(super::super::openapi_review::ROUTES) {
             assert!(
                 doc["paths"][path][method].is_object(),
                 "{method} {path} missing"
@@ -278,6 +286,9 @@ mod tests {
             .values()
             .map(|p| p.as_object().unwrap().len())
             .sum();
-        assert_eq!(documented, ROUTES.len());
+        assert_eq!(
+            documented,
+            ROUTES.len() + super::super::openapi_review::ROUTES.len()
+        );
     }
 }

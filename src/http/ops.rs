@@ -108,6 +108,13 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
         "ok": stale.is_empty(),
         "message": if stale.is_empty() { "required lists loaded and fresh".to_string() } else { stale.join("; ") },
     }));
+    // Canaries (analyst review): the latest run of each must have been escalated. They are
+    // read from the database, so they are only checked while it answers.
+    if db.is_ok()
+        && let Some(check) = crate::review::canary::ready_check(engine).await
+    {
+        checks.push(check);
+    }
     checks.push(json!({
         "name": "admission",
         "ok": engine.is_accepting(),

@@ -23,6 +23,7 @@ mod postgres;
 mod purge;
 mod read;
 pub mod records;
+pub mod review;
 mod sql;
 mod sqlite;
 mod verify;

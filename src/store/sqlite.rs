@@ -35,13 +35,22 @@ super::sql::sql_backend!(
 
 /// The embedded migrations; the binary needs no migrations folder at run time.
 pub(crate) fn migrator() -> Migrator {
-    Migrator::with_migrations(vec![Migration::new(
-        1,
-        "init".into(),
-        MigrationType::Simple,
-        include_str!("../../migrations/sqlite/0001_init.sql").into_sql_str(),
-        false,
-    )])
+    Migrator::with_migrations(vec![
+        Migration::new(
+            1,
+            "init".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/sqlite/0001_init.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            3,
+            "review".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/sqlite/0003_review.sql").into_sql_str(),
+            false,
+        ),
+    ])
 }
 
 /// Opens (creating if missing) the database file.

@@ -114,7 +114,10 @@ async fn every_route_answers_over_http() {
             .contains("aml_triage_alerts_processed_total")
     );
     let doc = json_of(s.get("/openapi.json", None).await).await;
-    for (method, path) in openapi::ROUTES {
+    for (method, path) in openapi::ROUTES
+        .iter()
+        .chain(aml_triage::http::openapi_review::ROUTES)
+    {
         assert!(doc["paths"][path][method].is_object(), "{method} {path}");
     }
     let nf = s.get("/v1/nothing-here", Some(ADMIN)).await;

@@ -15,6 +15,7 @@ mod llm;
 mod mq;
 mod mq_support;
 mod redis_state;
+mod review;
 mod screening_eval;
 mod screening_robustness;
 mod store;

@@ -1,0 +1,194 @@
+//! SAR filing clocks and queue SLAs: date arithmetic only.
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+
+/// SAR deadlines, in calendar days (defaults follow 31 CFR 1020.320: 30 days after the
+/// determination of suspicion, up to 60 when no suspect is identified; continuing activity is
+/// reviewed 90 days after a filing, with 30 more days to file).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SarClockConfig {
+    /// Days from determination to the filing deadline.
+    pub file_days: i64,
+    /// Days from determination when no suspect is identified.
+    pub file_days_no_suspect: i64,
+    /// Days after a filing until the continuing-activity review.
+    pub continuing_review_days: i64,
+    /// Days after that review to file the continuing SAR.
+    pub continuing_file_days: i64,
+    /// Days before a deadline when it is shown as due soon.
+    pub warn_days: i64,
+}
+
+impl Default for SarClockConfig {
+    fn default() -> Self {
+        Self {
+            file_days: 30,
+            file_days_no_suspect: 60,
+            continuing_review_days: 90,
+            continuing_file_days: 30,
+            warn_days: 5,
+        }
+    }
+}
+
+/// The SAR dates of one case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SarClocks {
+    /// When suspicion was determined (the clock start).
+    pub determined_at: DateTime<Utc>,
+    /// The filing deadline.
+    pub file_due: DateTime<Utc>,
+    /// After a filing: when continuing activity is to be reviewed.
+    pub continuing_review_due: Option<DateTime<Utc>>,
+    /// After a filing: the deadline of the continuing SAR.
+    pub continuing_file_due: Option<DateTime<Utc>>,
+}
+
+impl SarClockConfig {
+    /// Dates for a case whose suspicion was determined at `determined_at`, with or without an
+    /// identified suspect, and filed at `filed_at` if it was.
+    pub fn clocks(
+        &self,
+        determined_at: DateTime<Utc>,
+        suspect_identified: bool,
+        filed_at: Option<DateTime<Utc>>,
+    ) -> SarClocks {
+        let days = if suspect_identified {
+            self.file_days
+        } else {
+            self.file_days_no_suspect
+        };
+        let review = filed_at.map(|f| f + Duration::days(self.continuing_review_days));
+        SarClocks {
+            determined_at,
+            file_due: determined_at + Duration::days(days),
+            continuing_review_due: review,
+            continuing_file_due: review.map(|r| r + Duration::days(self.continuing_file_days)),
+        }
+    }
+
+    /// The status of a deadline at `now`.
+    pub fn status(&self, due: DateTime<Utc>, now: DateTime<Utc>) -> SlaStatus {
+        if now >= due {
+            SlaStatus::Breach
+        } else if now >= due - Duration::days(self.warn_days) {
+            SlaStatus::Warn
+        } else {
+            SlaStatus::Ok
+        }
+    }
+}
+
+/// Where a clock stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SlaStatus {
+    /// In time.
+    Ok,
+    /// Past the warn time.
+    Warn,
+    /// Past the breach time (overdue).
+    Breach,
+}
+
+impl SlaStatus {
+    /// snake_case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SlaStatus::Ok => "ok",
+            SlaStatus::Warn => "warn",
+            SlaStatus::Breach => "breach",
+        }
+    }
+}
+
+/// A queue's service level: how long a case may stay unfinished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sla {
+    /// Hours after opening when the case is shown as at risk.
+    pub warn_hours: i64,
+    /// Hours after opening when the case is in breach.
+    pub breach_hours: i64,
+}
+
+impl Sla {
+    /// Default SLA of a priority (`LOW`, `MEDIUM`, `HIGH`, `CRITICAL`).
+    pub fn for_priority(priority: &str) -> Sla {
+        let (warn_hours, breach_hours) = match priority {
+            "CRITICAL" => (4, 24),
+            "HIGH" => (24, 72),
+            "MEDIUM" => (72, 168),
+            _ => (168, 336),
+        };
+        Sla {
+            warn_hours,
+            breach_hours,
+        }
+    }
+
+    /// `(warn_at, breach_at)` of a case opened at `opened_at`.
+    pub fn times(&self, opened_at: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>) {
+        (
+            opened_at + Duration::hours(self.warn_hours),
+            opened_at + Duration::hours(self.breach_hours),
+        )
+    }
+
+    /// Status at `now` of a case opened at `opened_at`.
+    pub fn status(&self, opened_at: DateTime<Utc>, now: DateTime<Utc>) -> SlaStatus {
+        let (warn, breach) = self.times(opened_at);
+        if now >= breach {
+            SlaStatus::Breach
+        } else if now >= warn {
+            SlaStatus::Warn
+        } else {
+            SlaStatus::Ok
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn sar_due_dates() {
+        let c = SarClockConfig::default();
+        let det = t("2026-01-10T09:00:00Z");
+        let k = c.clocks(det, true, None);
+        assert_eq!(k.file_due, t("2026-02-09T09:00:00Z"));
+        assert_eq!(k.continuing_review_due, None);
+        let k = c.clocks(det, false, None);
+        assert_eq!(k.file_due, t("2026-03-11T09:00:00Z"));
+        // Filed on 2026-02-01: continuing review 90 days later, +30 to file.
+        let k = c.clocks(det, true, Some(t("2026-02-01T00:00:00Z")));
+        assert_eq!(k.continuing_review_due, Some(t("2026-05-02T00:00:00Z")));
+        assert_eq!(k.continuing_file_due, Some(t("2026-06-01T00:00:00Z")));
+        // Configurable.
+        let short = SarClockConfig { file_days: 10, ..c };
+        assert_eq!(
+            short.clocks(det, true, None).file_due,
+            t("2026-01-20T09:00:00Z")
+        );
+        // Status around the deadline.
+        let due = k.file_due;
+        assert_eq!(c.status(due, due - Duration::days(6)), SlaStatus::Ok);
+        assert_eq!(c.status(due, due - Duration::days(5)), SlaStatus::Warn);
+        assert_eq!(c.status(due, due), SlaStatus::Breach);
+    }
+
+    #[test]
+    fn sla_warns_then_breaches() {
+        let s = Sla::for_priority("CRITICAL");
+        let o = t("2026-01-01T00:00:00Z");
+        assert_eq!(s.status(o, o + Duration::hours(3)), SlaStatus::Ok);
+        assert_eq!(s.status(o, o + Duration::hours(4)), SlaStatus::Warn);
+        assert_eq!(s.status(o, o + Duration::hours(24)), SlaStatus::Breach);
+        assert!(Sla::for_priority("LOW").breach_hours > s.breach_hours);
+    }
+}
