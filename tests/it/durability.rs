@@ -207,12 +207,21 @@ async fn crash_mid_alert_resumes_without_repeating_steps(kind: Kind) {
     // the second appends only what is missing.
     let mut child = run("out.jsonl");
     let start = Instant::now();
+    // Kill once enough is decided *and* some alert has journalled steps but no decision yet,
+    // so the kill always lands mid-pipeline, however loaded the machine is.
     loop {
         let decided = db
             .try_scalar("SELECT COUNT(*) FROM decisions")
             .await
             .unwrap_or(0);
-        if decided >= 40 {
+        let mid = db
+            .try_scalar(
+                "SELECT COUNT(DISTINCT s.alert_id) FROM step_journal s \
+                 LEFT JOIN decisions d ON d.alert_id = s.alert_id WHERE d.alert_id IS NULL",
+            )
+            .await
+            .unwrap_or(0);
+        if decided >= 40 && mid > 0 {
             break;
         }
         assert!(
