@@ -285,6 +285,14 @@ const PARTICLES: &[&str] = &[
     "Y", "E", "BIN", "BEN", "IBN", "BINT", "OF", "THE", "AND", "ET", "UND", "FOR",
 ];
 
+/// One edit (restricted Damerau-Levenshtein) from a legal form of five letters or more.
+fn is_misspelt_legal_form(w: &str) -> bool {
+    w.len() >= 5
+        && LEGAL_FORMS
+            .iter()
+            .any(|f| f.len() >= 5 && strsim::osa_distance(f, w) <= 1)
+}
+
 fn is_in(list: &[&str], t: &str) -> bool {
     list.contains(&t)
 }
@@ -397,6 +405,11 @@ pub fn normalize_name(raw: &str, kind: NameKind) -> NormalizedName {
         kept = ordered;
     }
     if organisation {
+        // A misspelt long legal form at the end ("LIMTED", "CORPORATON", "COMAPNY") is still
+        // a legal form: one edit from a form of five or more letters.
+        while kept.len() > 1 && is_misspelt_legal_form(&kept[kept.len() - 1]) {
+            kept.pop();
+        }
         // "GRUPO X, S. DE R.L." leaves a dangling "S DE": drop trailing particles/letters.
         while kept.len() > 1 {
             let last = kept[kept.len() - 1].as_str();
@@ -479,6 +492,10 @@ mod tests {
             "MYTISHCHINSKI MASHINOSTROITELNY ZAVOD"
         );
         assert_eq!(o("Siemens GmbH"), "SIEMENS");
+        // Misspelt long legal forms at the end are legal forms too.
+        assert_eq!(o("BRECO SERVICES LIMTED"), "BRECO SERVICES");
+        assert_eq!(o("ACME TRADING CORPORATON"), "ACME TRADING");
+        assert_eq!(o("ACME COMAPNY"), "ACME");
         assert_eq!(
             o("CPMIEC SHANGHAI PUDONG COMPANY"),
             "CPMIEC SHANGHAI PUDONG"
