@@ -199,8 +199,14 @@ enum AuditCommand {
 
 #[derive(clap::Args)]
 struct EvalArgs {
-    /// Labelled file.
-    file: PathBuf,
+    /// Labelled file (or --from-store).
+    #[arg(required_unless_present = "from_store")]
+    file: Option<PathBuf>,
+    /// Compare the stored decisions with analyst outcomes (closed cases, QA verdicts) instead
+    /// of a file: precision and recall per rule, typology and alert type. Reads
+    /// DATABASE_URL (or --database-url); decides nothing.
+    #[arg(long, conflicts_with = "file")]
+    from_store: bool,
     /// Print the report as one JSON object on the last line of standard output.
     #[arg(long)]
     json: bool,
@@ -334,6 +340,13 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 lists_update(&settings, json).await
             }
         },
+        Command::Eval(args) if args.from_store => {
+            if let Some(db) = &args.database_url {
+                settings.database_url = db.clone();
+            }
+            settings.validate()?;
+            eval_from_store(&settings, args.json).await
+        }
         Command::Eval(args) => {
             args.refs.apply(&mut settings);
             settings.database_url = args.database_url.clone().unwrap_or_else(|| "memory".into());
@@ -1077,8 +1090,62 @@ fn robustness(settings: &Settings, args: &RobustnessArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+async fn eval_from_store(settings: &Settings, json: bool) -> Result<ExitCode> {
+    use aml_triage::review::feedback::{GroupCounts, collect, report};
+    let store = aml_triage::store::Store::connect(
+        Some(&settings.database_url),
+        &settings.node_id,
+        aml_triage::store::StoreOptions::default(),
+    )
+    .await?;
+    store.migrate().await?;
+    let (rows, unlabelled) = collect(&store).await?;
+    store.close().await;
+    let r = report(&rows, unlabelled);
+    if json {
+        println!("{}", serde_json::to_string(&r)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "labels: {} from closed cases, {} from QA verdicts; {} case(s) not labelled yet",
+        r.from_cases, r.from_qa, r.unlabelled_cases
+    );
+    println!("recall counts only the auto-clears QA sampled (see docs/review.md)");
+    let pct = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{v:.3}"));
+    let table = |title: &str, groups: &std::collections::BTreeMap<String, GroupCounts>| {
+        println!(
+            "{title:<24} {:>8} {:>10} {:>9} {:>9} {:>7}",
+            "labelled", "suspicious", "escalated", "precision", "recall"
+        );
+        for (k, g) in groups {
+            println!(
+                "  {k:<22} {:>8} {:>10} {:>9} {:>9} {:>7}",
+                g.labelled,
+                g.suspicious,
+                g.escalated,
+                pct(g.precision),
+                pct(g.recall)
+            );
+        }
+    };
+    table("rule", &r.per_rule);
+    table("typology", &r.per_typology);
+    table("alert type", &r.per_alert_type);
+    println!(
+        "overall: {} labelled, precision {}, recall {}",
+        r.overall.labelled,
+        pct(r.overall.precision),
+        pct(r.overall.recall)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 async fn eval(settings: Settings, args: EvalArgs) -> Result<ExitCode> {
-    let run = run_file(settings, true, &args.file, |_| Ok(())).await?;
+    let file = args
+        .file
+        .clone()
+        .context("a labelled file is required (or --from-store)")?;
+    let run = run_file(settings, true, &file, |_| Ok(())).await?;
     let unlabelled = run.decided.iter().filter(|(_, e)| e.is_none()).count();
     if unlabelled > 0 {
         eprintln!("{unlabelled} line(s) carry no `expected` label and are left out of the report");

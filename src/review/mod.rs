@@ -10,6 +10,7 @@
 
 pub mod auth;
 pub mod canary;
+pub mod feedback;
 pub mod metrics;
 pub mod oidc;
 pub mod qa;

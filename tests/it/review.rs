@@ -239,6 +239,23 @@ async fn works_a_case_end_to_end(kind: Kind) {
     }
     let report = s.engine.store().verify(None).await.unwrap();
     assert!(report.ok, "{report:?}");
+    // The approved outcome is a label `eval --from-store` reads back: one escalated false
+    // positive, so escalation precision 0 for its rule.
+    let (rows, unlabelled) = aml_triage::review::feedback::collect(s.engine.store())
+        .await
+        .unwrap();
+    let fb = aml_triage::review::feedback::report(&rows, unlabelled);
+    assert_eq!((fb.from_cases, fb.from_qa), (1, 0), "{fb:?}");
+    assert_eq!(
+        (
+            fb.overall.labelled,
+            fb.overall.suspicious,
+            fb.overall.escalated
+        ),
+        (1, 0, 1)
+    );
+    assert_eq!(fb.overall.precision, Some(0.0));
+    assert_eq!(rows[0].alert_id, "rv-1");
     s.stop().await;
 }
 
@@ -421,6 +438,15 @@ async fn missed_auto_clear_reopens_case() {
                 .iter()
                 .any(|e| e.action == "review.case_open" && e.payload["origin"] == "qa_miss")
         );
+        // The QA miss is a suspicious label on an auto-clear: recall 0 in `eval --from-store`;
+        // the reopened case gives no label until it is closed again.
+        let (rows, unlabelled) = aml_triage::review::feedback::collect(s.engine.store())
+            .await
+            .unwrap();
+        let fb = aml_triage::review::feedback::report(&rows, unlabelled);
+        assert_eq!((fb.from_qa, fb.overall.suspicious), (1, 1), "{fb:?}");
+        assert_eq!(fb.overall.recall, Some(0.0));
+        assert_eq!(fb.unlabelled_cases, 1);
         s.stop().await;
     }
 }
