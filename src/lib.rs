@@ -45,6 +45,7 @@ pub mod jurisdiction;
 pub mod llm;
 pub mod messages;
 pub mod metrics;
+pub mod model;
 pub mod mq;
 pub mod reference;
 pub mod screening;

@@ -830,6 +830,7 @@ fn fallback_risk(
                 explanation: format!("risk could not be scored ({e}); set to the medium threshold"),
             }],
             clearance_blockers: vec!["risk could not be scored".into()],
+            scorecard_version: None,
         },
     }
 }
