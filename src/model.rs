@@ -700,6 +700,34 @@ mod dev_tests {
     }
 
     #[test]
+    #[ignore = "option grid; run with --ignored --nocapture"]
+    fn amlsim_dev_option_grid() {
+        let (rows, sha) = dev_rows();
+        for l2 in [0.3, 1.0, 3.0, 10.0] {
+            for max_bins in [4, 6, 8, 10] {
+                for min_bin in [15, 25, 40] {
+                    let o = FitOptions {
+                        l2,
+                        max_bins,
+                        min_bin,
+                        ..Default::default()
+                    };
+                    let (_, r) = fit(&rows, "x", &sha, &o, &Thresholds::default()).unwrap();
+                    println!(
+                        "l2 {l2} bins {max_bins} min {min_bin}: oof pr {:.3} miss {} clear {:.3} | 1% {:.3} | in pr {:.3} clear {:.3}",
+                        r.out_of_fold.pr_auc,
+                        r.out_of_fold.missed_positives,
+                        r.out_of_fold.clear_rate,
+                        r.clear_rate_at_1pct_misses,
+                        r.in_sample.pr_auc,
+                        r.in_sample.clear_rate
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
     fn amlsim_dev_scorecard_out_of_fold_meets_the_targets() {
         let (rows, sha) = dev_rows();
         let (sc, r) = fit(

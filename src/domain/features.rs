@@ -8,8 +8,9 @@
 //!
 //! The triggering transactions are those listed in `metadata.triggering_transaction_ids`;
 //! without that list every transaction counts as triggering and the history is empty.
-//! `metadata.rules_fired[].features.cycle_length` / `cycle_span_days` are read for the cycle
-//! features; they are untrusted context, so a scorecard never removes a clearance blocker
+//! `metadata.rules_fired[].features.cycle_length` / `cycle_span_days` (the cycle features),
+//! `linked_subject_distinct_senders_30d` / `_receivers_30d` and `relationship_days` (the
+//! linked-party features) are read from the monitoring system's rule features; they are untrusted context, so a scorecard never removes a clearance blocker
 //! (the policy floor is applied after scoring, see [`super::policy`]).
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -48,6 +49,9 @@ pub const FEATURE_NAMES: &[&str] = &[
     "in_out_balance",
     "cycle_length",
     "cycle_span_days",
+    "one_off_value_share",
+    "linked_subject_parties",
+    "relationship_days",
 ];
 
 /// Counterparty identity: account id, else lower-cased name.
@@ -110,6 +114,17 @@ pub fn compute(alert: &Alert) -> Vec<(&'static str, FeatureValue)> {
         }
     }
     let one_off_parties = count.values().filter(|&&n| n == 1).count();
+    let total_value: f64 = txs.iter().map(|t| t.amount).sum();
+    let one_off_value: f64 = txs
+        .iter()
+        .filter(|t| party(t).is_none_or(|p| count[&p] == 1))
+        .map(|t| t.amount)
+        .sum();
+    let one_off_value_share = if total_value > 0.0 {
+        FeatureValue::Num(one_off_value / total_value)
+    } else {
+        FeatureValue::Missing
+    };
     let unidentified = txs.iter().filter(|t| party(t).is_none()).count();
     let one_off_tx = txs
         .iter()
@@ -210,6 +225,20 @@ pub fn compute(alert: &Alert) -> Vec<(&'static str, FeatureValue)> {
         ("in_out_balance", balance),
         ("cycle_length", rule_feature(alert, "cycle_length")),
         ("cycle_span_days", rule_feature(alert, "cycle_span_days")),
+        ("one_off_value_share", one_off_value_share),
+        (
+            "linked_subject_parties",
+            match rule_feature(alert, "linked_subject_distinct_senders_30d") {
+                FeatureValue::Missing => {
+                    rule_feature(alert, "linked_subject_distinct_receivers_30d")
+                }
+                v => v,
+            },
+        ),
+        (
+            "relationship_days",
+            rule_feature(alert, "relationship_days"),
+        ),
     ]
 }
 
