@@ -57,6 +57,28 @@ enum Command {
     Status(StatusArgs),
     /// Serve agent steps to other nodes over RabbitMQ (needs AMQP_URL) until SIGTERM or Ctrl-C.
     Worker(WorkerArgs),
+    /// Transaction scorecard: fit one on labelled alerts (activated only by SCORECARD_PATH).
+    Model {
+        #[command(subcommand)]
+        command: ModelCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ModelCommand {
+    /// Fit a scorecard on a labelled file with cross-validation grouped by customer; print
+    /// the out-of-fold PR-AUC, clear rate at 0 misses and threshold, and write the file.
+    Fit {
+        /// Labelled file (`{"alert":...,"expected":...}` lines).
+        #[arg(long)]
+        from: PathBuf,
+        /// Scorecard file to write.
+        #[arg(long, default_value = "scorecard.json")]
+        out: PathBuf,
+        /// FATF jurisdiction list (CSV), for the clearance blockers.
+        #[arg(long)]
+        jurisdictions: Option<PathBuf>,
+    },
 }
 
 #[derive(clap::Args)]
@@ -316,6 +338,14 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 lists_update(&settings, json).await
             }
         },
+        Command::Model {
+            command:
+                ModelCommand::Fit {
+                    from,
+                    out,
+                    jurisdictions,
+                },
+        } => model_fit(&settings, &from, &out, jurisdictions.as_deref()),
         Command::Eval(args) => {
             args.refs.apply(&mut settings);
             settings.database_url = args.database_url.clone().unwrap_or_else(|| "memory".into());
@@ -990,6 +1020,57 @@ async fn eval(settings: Settings, args: EvalArgs) -> Result<ExitCode> {
         println!("{}", serde_json::to_string(&report)?);
     }
     Ok(exit_code(&run))
+}
+
+fn model_fit(
+    settings: &Settings,
+    from: &std::path::Path,
+    out: &std::path::Path,
+    jurisdictions: Option<&std::path::Path>,
+) -> Result<ExitCode> {
+    use aml_triage::model;
+    use sha2::Digest;
+    let bytes = std::fs::read(from).with_context(|| format!("reading {}", from.display()))?;
+    let text = String::from_utf8(bytes.clone()).context("training file is not UTF-8")?;
+    let juris = match jurisdictions {
+        Some(p) => aml_triage::jurisdiction::JurisdictionTable::load(p)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?,
+        None => aml_triage::jurisdiction::JurisdictionTable::empty(),
+    };
+    let rows = model::rows_from_jsonl(&text, &juris)?;
+    let sha = hex::encode(sha2::Sha256::digest(&bytes));
+    let source = from
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let (sc, r) = model::fit(
+        &rows,
+        &source,
+        &sha,
+        &model::FitOptions::default(),
+        &settings.thresholds(),
+    )?;
+    let show = |name: &str, m: &model::Metrics| {
+        println!(
+            "{name:<28} PR-AUC {:.3}  missed positives {}  clear rate {:.3}",
+            m.pr_auc, m.missed_positives, m.clear_rate
+        );
+    };
+    println!(
+        "{} alerts, {} suspicious; scorecard {}",
+        sc.training.alerts, sc.training.positives, sc.version
+    );
+    show("out of fold (grouped)", &r.out_of_fold);
+    println!(
+        "  threshold (log-odds) with 0 misses out of fold: {:.4}; clear rate at <= 1% misses: {:.3}",
+        r.threshold_logit, r.clear_rate_at_1pct_misses
+    );
+    show("in sample (final scorecard)", &r.in_sample);
+    show("current rule points", &r.rule_points);
+    std::fs::write(out, serde_json::to_string_pretty(&sc)? + "\n")
+        .with_context(|| format!("writing {}", out.display()))?;
+    println!("wrote {}", out.display());
+    Ok(ExitCode::SUCCESS)
 }
 
 fn print_report(r: &evaluation::Report) {

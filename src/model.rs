@@ -71,6 +71,37 @@ impl Row {
     }
 }
 
+/// Parses labelled lines (`{"alert":...,"expected":{"suspicious":...,"typology":...}}`) into
+/// rows; alerts other than TRANSACTION ones with transactions are skipped (the scorecard does
+/// not score them). Errors name the line and the field.
+pub fn rows_from_jsonl(text: &str, juris: &JurisdictionTable) -> Result<Vec<Row>, FitError> {
+    let mut rows = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let bad = |field: &str, m: String| FitError::Data(format!("line {}: {field}: {m}", i + 1));
+        let v: serde_json::Value =
+            serde_json::from_str(line).map_err(|e| bad("line", e.to_string()))?;
+        let alert = Alert::from_value(v["alert"].clone())
+            .map_err(|e| bad("alert", e.to_string()))?;
+        let suspicious = v["expected"]["suspicious"]
+            .as_bool()
+            .ok_or_else(|| bad("expected.suspicious", "missing or not a boolean".into()))?;
+        if alert.alert_type != crate::domain::alert::AlertType::Transaction
+            || alert.transactions.is_empty()
+        {
+            continue;
+        }
+        let typology = v["expected"]["typology"]
+            .as_str()
+            .unwrap_or("none")
+            .to_string();
+        rows.push(Row::new(alert, suspicious, typology, juris));
+    }
+    Ok(rows)
+}
+
 /// Fit options.
 #[derive(Debug, Clone, Copy)]
 pub struct FitOptions {
