@@ -76,6 +76,8 @@ pub const KNOWN_KEYS: &[&str] = &[
     "MAX_ALERT_BYTES",
     "LIST_PATHS",
     "JURISDICTION_PATH",
+    // Transaction scorecard (issue 20).
+    "SCORECARD_PATH",
     // List freshness (issue 13).
     "LIST_SOURCES",
     "LIST_DIR",
@@ -290,6 +292,11 @@ pub struct Settings {
     /// FATF jurisdiction list (`iso2,country,fatf_status,eu_high_risk_third_country`).
     #[serde(default)]
     pub jurisdiction_path: Option<PathBuf>,
+    /// `SCORECARD_PATH`: the transaction scorecard in force (a file written by
+    /// `aml-triage model fit`, or `builtin` for the one shipped in `models/`); unset or `off`
+    /// keeps the rule points. Only this key activates a scorecard.
+    #[serde(default)]
+    pub scorecard_path: Option<String>,
     /// Where `aml-triage lists update` fetches from: `file=url` pairs separated by commas.
     pub list_sources: String,
     /// Folder of installed list versions; `LIST_DIR/current` links the one in force.
@@ -455,6 +462,7 @@ impl Default for Settings {
             max_alert_bytes: crate::domain::alert::DEFAULT_MAX_ALERT_BYTES,
             list_paths: Vec::new(),
             jurisdiction_path: None,
+            scorecard_path: None,
             list_sources: String::new(),
             list_dir: PathBuf::from("lists"),
             list_min_entries: 100,

@@ -49,6 +49,7 @@ pub mod model;
 pub mod mq;
 pub mod reference;
 pub mod screening;
+pub mod shadow;
 pub mod state;
 pub mod store;
 pub mod telemetry;

@@ -213,6 +213,10 @@ struct EvalArgs {
     /// Database URL (default: memory, so earlier decisions are not reused).
     #[arg(long)]
     database_url: Option<String>,
+    /// Challenger scorecard: scores the transaction alerts beside the champion (the
+    /// configuration in force) and the report compares them; it never decides.
+    #[arg(long)]
+    shadow: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -995,6 +999,20 @@ fn robustness(settings: &Settings, args: &RobustnessArgs) -> Result<ExitCode> {
 }
 
 async fn eval(settings: Settings, args: EvalArgs) -> Result<ExitCode> {
+    // The challenger is loaded first so a bad file fails before the run.
+    let challenger = match &args.shadow {
+        Some(p) => Some(
+            aml_triage::model::load_scorecard(Some(&p.to_string_lossy()))?
+                .context("--shadow names no scorecard")?,
+        ),
+        None => None,
+    };
+    let champion_name = aml_triage::model::config_version_with(
+        settings.config_version(),
+        aml_triage::model::load_scorecard(settings.scorecard_path.as_deref())?.as_ref(),
+    );
+    let juris_path = settings.jurisdiction_path.clone();
+    let thresholds = settings.thresholds();
     let run = run_file(settings, true, &args.file, |_| Ok(())).await?;
     let unlabelled = run.decided.iter().filter(|(_, e)| e.is_none()).count();
     if unlabelled > 0 {
@@ -1016,10 +1034,77 @@ async fn eval(settings: Settings, args: EvalArgs) -> Result<ExitCode> {
     let decisions: Vec<Decision> = run.decided.iter().map(|(d, _)| d.clone()).collect();
     print_summary(&decisions, run.elapsed, run.malformed, run.failed, run.left);
     print_report(&report);
+    if let Some(challenger) = &challenger {
+        let juris = match &juris_path {
+            Some(p) => aml_triage::jurisdiction::JurisdictionTable::load(p)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?,
+            None => aml_triage::jurisdiction::JurisdictionTable::empty(),
+        };
+        let rows = shadow_rows(&args.file, &run.decided)?;
+        let c = aml_triage::shadow::compare(&champion_name, &rows, challenger, &juris, &thresholds);
+        print_shadow(&c);
+    }
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
     }
     Ok(exit_code(&run))
+}
+
+/// The labelled alerts of `file` joined to the champion's decisions.
+fn shadow_rows(
+    file: &std::path::Path,
+    decided: &[(Decision, Option<evaluation::Expected>)],
+) -> Result<Vec<aml_triage::shadow::ChampionRow>> {
+    let by_id: std::collections::HashMap<&str, &Decision> =
+        decided.iter().map(|(d, _)| (d.alert_id.as_str(), d)).collect();
+    let text = std::fs::read_to_string(file)?;
+    let mut rows = Vec::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        let (Ok(alert), Ok(expected)) = (
+            aml_triage::domain::alert::Alert::from_value(v["alert"].clone()),
+            serde_json::from_value::<evaluation::Expected>(v["expected"].clone()),
+        ) else {
+            continue;
+        };
+        if let Some(d) = by_id.get(alert.alert_id.as_str()) {
+            rows.push(aml_triage::shadow::ChampionRow {
+                disposition: d.disposition,
+                risk_score: d.risk_score,
+                alert,
+                expected,
+            });
+        }
+    }
+    Ok(rows)
+}
+
+fn print_shadow(c: &aml_triage::shadow::Comparison) {
+    println!("shadow comparison (the champion decided; the challenger only scored):");
+    println!(
+        "{:<48} {:>7} {:>7} {:>7} {:>9} {:>9}",
+        "", "PR-AUC", "missed", "clear", "clear@0", "clear@1%"
+    );
+    for s in [&c.champion, &c.challenger] {
+        println!(
+            "{:<48} {:>7.3} {:>7} {:>7.3} {:>9.3} {:>9.3}",
+            s.name,
+            s.pr_auc,
+            s.missed_positives,
+            s.clear_rate,
+            s.clear_rate_at_0_misses,
+            s.clear_rate_at_1pct_misses
+        );
+        for (t, (n, cleared)) in &s.per_typology {
+            println!("    {t:<22} positives {n:>4}  cleared {cleared}");
+        }
+    }
+    println!(
+        "alerts whose clear/escalate outcome would differ: {}",
+        c.outcomes_differing
+    );
 }
 
 fn model_fit(

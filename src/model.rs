@@ -15,7 +15,7 @@ use crate::domain::decision::Disposition;
 use crate::domain::facts::EnrichmentFacts;
 use crate::domain::features::{self, FEATURE_NAMES, FeatureValue};
 use crate::domain::policy::{self, PolicyInput, ScreeningSummary, Thresholds};
-use crate::domain::scorecard::{Bin, FORMAT, FeatureSpec, Scorecard, Training};
+use crate::domain::scorecard::{Bin, FORMAT, FeatureSpec, Scorecard, ScorecardError, Training};
 use crate::domain::scoring;
 use crate::evaluation::{Expected, Labelled, average_precision};
 use crate::jurisdiction::JurisdictionTable;
@@ -68,6 +68,34 @@ impl Row {
             typology,
             facts,
         }
+    }
+}
+
+/// The scorecard shipped with the engine, fitted on the AMLSim dev set
+/// (`models/scorecard-amlsim-dev.json`); `SCORECARD_PATH=builtin` selects it.
+pub const BUILTIN_SCORECARD: &str = include_str!("../models/scorecard-amlsim-dev.json");
+
+/// Loads the scorecard `SCORECARD_PATH` names: `None`, empty or `off` for none, `builtin`
+/// for [`BUILTIN_SCORECARD`], else a file path.
+pub fn load_scorecard(path: Option<&str>) -> Result<Option<Scorecard>, ScorecardError> {
+    let Some(p) = path.map(str::trim).filter(|p| !p.is_empty() && *p != "off") else {
+        return Ok(None);
+    };
+    let text = if p == "builtin" {
+        BUILTIN_SCORECARD.to_string()
+    } else {
+        std::fs::read_to_string(p)
+            .map_err(|e| ScorecardError::Parse(format!("cannot read {p}: {e}")))?
+    };
+    Scorecard::from_json(&text).map(Some)
+}
+
+/// The configuration version with the scorecard's version appended when one is in force, so
+/// that every decision and audit entry names the scorecard that scored it.
+pub fn config_version_with(config_version: String, scorecard: Option<&Scorecard>) -> String {
+    match scorecard {
+        Some(s) => format!("{config_version}+{}", s.version),
+        None => config_version,
     }
 }
 

@@ -6,7 +6,8 @@ use super::agent::{guarded, stoppable};
 use super::data_enrichment::DETERMINISTIC;
 use crate::domain::AgentKind;
 use crate::domain::policy::Thresholds;
-use crate::domain::scoring::{RiskAssessment, assess};
+use crate::domain::scorecard::Scorecard;
+use crate::domain::scoring::{RiskAssessment, assess_with};
 use crate::messages::scoring::Score;
 use crate::messages::{StepMeta, StepReply, StepResult};
 use crate::mq::remote::RemoteAgent;
@@ -18,6 +19,8 @@ pub struct RiskScoring {
     thresholds: Thresholds,
     model: String,
     mailbox: usize,
+    /// The transaction scorecard in force (`SCORECARD_PATH`), if any.
+    scorecard: Option<std::sync::Arc<Scorecard>>,
 }
 
 impl RiskScoring {
@@ -28,7 +31,14 @@ impl RiskScoring {
             thresholds,
             model,
             mailbox,
+            scorecard: None,
         }
+    }
+
+    /// Scores transaction alerts with `scorecard` instead of the rule points.
+    pub fn with_scorecard(mut self, scorecard: Option<std::sync::Arc<Scorecard>>) -> Self {
+        self.scorecard = scorecard;
+        self
     }
 }
 
@@ -69,9 +79,10 @@ impl Handler<Score> for RiskScoring {
         let model = self.model.clone();
         let alert = msg.env.alert.clone();
         let facts = msg.facts;
+        let scorecard = self.scorecard.clone();
         let work = async move {
             Ok(StepReply {
-                output: assess(&alert, &facts, &t),
+                output: assess_with(&alert, &facts, &t, scorecard.as_deref()),
                 meta: StepMeta {
                     provider: DETERMINISTIC.into(),
                     model,
