@@ -503,10 +503,9 @@ async fn build(
         AgentKind::RiskScoring,
         restart,
         Box::new(move || {
-            let agent =
-                RiskScoring::new(t, s.risk_scoring_model.clone(), mailbox)
-                    .with_remote(rm.clone())
-                    .with_scorecard(sc.clone());
+            let agent = RiskScoring::new(t, s.risk_scoring_model.clone(), mailbox)
+                .with_remote(rm.clone())
+                .with_scorecard(sc.clone());
             RiskScoring::start_in_arbiter(&arbiter, move |_| agent)
         }),
     ));

@@ -1055,8 +1055,10 @@ fn shadow_rows(
     file: &std::path::Path,
     decided: &[(Decision, Option<evaluation::Expected>)],
 ) -> Result<Vec<aml_triage::shadow::ChampionRow>> {
-    let by_id: std::collections::HashMap<&str, &Decision> =
-        decided.iter().map(|(d, _)| (d.alert_id.as_str(), d)).collect();
+    let by_id: std::collections::HashMap<&str, &Decision> = decided
+        .iter()
+        .map(|(d, _)| (d.alert_id.as_str(), d))
+        .collect();
     let text = std::fs::read_to_string(file)?;
     let mut rows = Vec::new();
     for line in text.lines().filter(|l| !l.trim().is_empty()) {

@@ -70,7 +70,11 @@ fn side(name: String, rows: &[ChampionRow], scored: &[(bool, f64)]) -> Side {
             expected: r.expected.clone(),
         })
         .collect();
-    let neg = rows.iter().filter(|r| !r.expected.suspicious).count().max(1) as f64;
+    let neg = rows
+        .iter()
+        .filter(|r| !r.expected.suspicious)
+        .count()
+        .max(1) as f64;
     let mut pos_scores: Vec<f64> = rows
         .iter()
         .zip(scored)
@@ -91,8 +95,16 @@ fn side(name: String, rows: &[ChampionRow], scored: &[(bool, f64)]) -> Side {
         .copied()
         .unwrap_or(f64::INFINITY);
     let mut per_typology: BTreeMap<String, (usize, usize)> = BTreeMap::new();
-    for (r, s) in rows.iter().zip(scored).filter(|(r, _)| r.expected.suspicious) {
-        let name = r.expected.typology.clone().unwrap_or_else(|| "unknown".into());
+    for (r, s) in rows
+        .iter()
+        .zip(scored)
+        .filter(|(r, _)| r.expected.suspicious)
+    {
+        let name = r
+            .expected
+            .typology
+            .clone()
+            .unwrap_or_else(|| "unknown".into());
         let e = per_typology.entry(name).or_default();
         e.0 += 1;
         e.1 += usize::from(s.0);
@@ -136,12 +148,7 @@ pub fn compare(
         .zip(&champion)
         .map(|(r, &c)| {
             if r.alert.alert_type == AlertType::Transaction && !r.alert.transactions.is_empty() {
-                let row = Row::new(
-                    r.alert.clone(),
-                    r.expected.suspicious,
-                    String::new(),
-                    juris,
-                );
+                let row = Row::new(r.alert.clone(), r.expected.suspicious, String::new(), juris);
                 would_clear(&row, Some(challenger), t)
             } else {
                 c
