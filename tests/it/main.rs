@@ -15,6 +15,7 @@ mod llm;
 mod mq;
 mod mq_support;
 mod redis_state;
+mod scorecard;
 mod screening_eval;
 mod screening_robustness;
 mod store;
