@@ -327,12 +327,14 @@ fn solve(mut a: Vec<Vec<f64>>, mut b: Vec<f64>) -> Result<Vec<f64>, FitError> {
         }
         a.swap(c, p);
         b.swap(c, p);
-        for r in c + 1..n {
-            let f = a[r][c] / a[c][c];
-            for k in c..n {
-                a[r][k] -= f * a[c][k];
+        let (top, rest) = a.split_at_mut(c + 1);
+        let pivot = &top[c];
+        for (i, row) in rest.iter_mut().enumerate() {
+            let f = row[c] / pivot[c];
+            for (x, p) in row[c..].iter_mut().zip(&pivot[c..]) {
+                *x -= f * p;
             }
-            b[r] -= f * b[c];
+            b[c + 1 + i] -= f * b[c];
         }
     }
     let mut x = vec![0.0; n];
@@ -360,11 +362,11 @@ pub fn logistic_irls(x: &[Vec<f64>], y: &[bool], l2: f64) -> Result<(f64, Vec<f6
             let mu = sigmoid(z);
             let w = (mu * (1.0 - mu)).max(1e-9);
             let r = f64::from(u8::from(label)) - mu;
-            let xi = |j: usize| if j == 0 { 1.0 } else { row[j - 1] };
-            for j in 0..p {
-                g[j] += xi(j) * r;
-                for k in 0..p {
-                    h[j][k] += w * xi(j) * xi(k);
+            let xi: Vec<f64> = std::iter::once(1.0).chain(row.iter().copied()).collect();
+            for ((gj, hj), &xj) in g.iter_mut().zip(h.iter_mut()).zip(&xi) {
+                *gj += xj * r;
+                for (hjk, &xk) in hj.iter_mut().zip(&xi) {
+                    *hjk += w * xj * xk;
                 }
             }
         }
