@@ -78,6 +78,7 @@ pub const KNOWN_KEYS: &[&str] = &[
     "JURISDICTION_PATH",
     // Transaction scorecard (issue 20).
     "SCORECARD_PATH",
+    "SCORECARD_SHADOW_PATH",
     // List freshness (issue 13).
     "LIST_SOURCES",
     "LIST_DIR",
@@ -297,6 +298,11 @@ pub struct Settings {
     /// keeps the rule points. Only this key activates a scorecard.
     #[serde(default)]
     pub scorecard_path: Option<String>,
+    /// `SCORECARD_SHADOW_PATH`: a challenger scorecard (same forms as `SCORECARD_PATH`) that
+    /// scores transaction alerts beside the champion; its score is journalled with the risk
+    /// step and never changes a decision.
+    #[serde(default)]
+    pub scorecard_shadow_path: Option<String>,
     /// Where `aml-triage lists update` fetches from: `file=url` pairs separated by commas.
     pub list_sources: String,
     /// Folder of installed list versions; `LIST_DIR/current` links the one in force.
@@ -463,6 +469,7 @@ impl Default for Settings {
             list_paths: Vec::new(),
             jurisdiction_path: None,
             scorecard_path: None,
+            scorecard_shadow_path: None,
             list_sources: String::new(),
             list_dir: PathBuf::from("lists"),
             list_min_entries: 100,

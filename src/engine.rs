@@ -473,6 +473,12 @@ async fn build(
             message: e.to_string(),
         })?
         .map(Arc::new);
+    let challenger = crate::model::load_scorecard(settings.scorecard_shadow_path.as_deref())
+        .map_err(|e| crate::config::ConfigError::Invalid {
+            key: "SCORECARD_SHADOW_PATH".into(),
+            message: e.to_string(),
+        })?
+        .map(Arc::new);
     let sc = scorecard.clone();
     // Each agent gets a mailbox as large as the admission limit: every in-flight alert has at
     // most one message at a time with a given agent, so senders never wait on a full mailbox
@@ -505,7 +511,8 @@ async fn build(
         Box::new(move || {
             let agent = RiskScoring::new(t, s.risk_scoring_model.clone(), mailbox)
                 .with_remote(rm.clone())
-                .with_scorecard(sc.clone());
+                .with_scorecard(sc.clone())
+                .with_shadow(challenger.clone());
             RiskScoring::start_in_arbiter(&arbiter, move |_| agent)
         }),
     ));

@@ -831,6 +831,7 @@ fn fallback_risk(
             }],
             clearance_blockers: vec!["risk could not be scored".into()],
             scorecard_version: None,
+            shadow: None,
         },
     }
 }

@@ -51,6 +51,21 @@ pub struct RiskAssessment {
     /// (`SCORECARD_PATH`); `None` for the rule points.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scorecard_version: Option<String>,
+    /// The challenger's score beside this one (`SCORECARD_SHADOW_PATH`), journalled with the
+    /// step; it never enters the decision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<ShadowScore>,
+}
+
+/// A challenger scorecard's score of the same alert.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShadowScore {
+    /// The challenger's version.
+    pub version: String,
+    /// Its 0-100 score.
+    pub score: f64,
+    /// Its level under the same thresholds.
+    pub level: RiskLevel,
 }
 
 /// Scores an alert from its enrichment facts with the rule points (no scorecard).
@@ -186,6 +201,7 @@ pub fn assess_with(
         factors,
         clearance_blockers,
         scorecard_version: scorecard.map(|s| s.version.clone()),
+        shadow: None,
     }
 }
 
@@ -296,6 +312,7 @@ mod tests {
             factors: vec![],
             clearance_blockers: vec![],
             scorecard_version: None,
+            shadow: None,
         };
         let near = RiskAssessment {
             score: 35.0,

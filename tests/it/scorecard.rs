@@ -182,3 +182,61 @@ fn shadow_challenger_never_changes_a_disposition() {
         assert!(differing > 0, "{stdout}");
     }
 }
+
+#[tokio::test]
+async fn shadow_challenger_never_changes_a_disposition_in_the_engine() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut challenger: serde_json::Value = serde_json::from_str(BUILTIN_SCORECARD).unwrap();
+    challenger["intercept"] = serde_json::json!(-100.0);
+    challenger["version"] = serde_json::json!("challenger-clears-all");
+    let ch = dir.path().join("challenger.json");
+    std::fs::write(&ch, challenger.to_string()).unwrap();
+    let alerts: Vec<Alert> = dev_lines(40)
+        .iter()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            Alert::from_value(v["alert"].clone()).unwrap()
+        })
+        .collect();
+    let run = |shadow: Option<String>| {
+        let alerts = alerts.clone();
+        async move {
+            let s = aml_triage::Settings {
+                scorecard_path: Some("builtin".into()),
+                scorecard_shadow_path: shadow,
+                ..settings()
+            };
+            let engine = engine_with(s, Arc::new(OfflineProvider::default())).await;
+            let mut out = Vec::new();
+            for a in alerts {
+                let d = engine.submit(a).await.expect("decided");
+                let steps = engine.store().steps(&d.alert_id).await.unwrap();
+                let risk = steps
+                    .into_iter()
+                    .rfind(|s| s.step == "risk_scoring" && s.status == "completed")
+                    .map(|s| s.output);
+                out.push((d, risk));
+            }
+            engine.shutdown().await;
+            out
+        }
+    };
+    let plain = run(None).await;
+    let shadowed = run(Some(ch.to_string_lossy().into_owned())).await;
+    let mut lower = 0;
+    for ((a, ra), (b, rb)) in plain.iter().zip(&shadowed) {
+        assert_eq!(a.alert_id, b.alert_id);
+        assert_eq!(a.disposition, b.disposition, "{}", a.alert_id);
+        assert_eq!(a.risk_score, b.risk_score, "{}", a.alert_id);
+        assert_eq!(a.confidence, b.confidence, "{}", a.alert_id);
+        assert_eq!(a.factors, b.factors, "{}", a.alert_id);
+        let ra = ra.as_ref().expect("risk step journalled");
+        let rb = rb.as_ref().expect("risk step journalled");
+        assert!(ra.get("shadow").is_none());
+        let sh = rb.get("shadow").expect("challenger score journalled");
+        assert_eq!(sh["version"], "challenger-clears-all");
+        lower += usize::from(sh["score"].as_f64().unwrap() < b.risk_score);
+    }
+    // The challenger scored differently (lower) on the alerts, and still decided nothing.
+    assert!(lower > 0);
+}
