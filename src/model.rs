@@ -724,6 +724,42 @@ mod tests {
     }
 
     #[test]
+    fn scorecard_is_activated_only_by_configuration() {
+        for off in [None, Some(""), Some("off"), Some("  ")] {
+            assert!(load_scorecard(off).unwrap().is_none());
+        }
+        let sc = load_scorecard(Some("builtin")).unwrap().unwrap();
+        assert!(sc.version.starts_with("scorecard-amlsim-dev-"));
+        assert!(
+            sc.training
+                .sha256
+                .starts_with(&sc.version[sc.version.len() - 12..])
+        );
+        assert!(sc.threshold_logit.is_finite() && !sc.features.is_empty());
+        let e = load_scorecard(Some("/nonexistent/x.json")).unwrap_err();
+        assert!(e.to_string().contains("/nonexistent/x.json"), "{e}");
+        // The key is read from the environment like every other one.
+        let env: std::collections::HashMap<String, String> = [
+            ("SCORECARD_PATH".to_string(), "builtin".to_string()),
+            ("SCORECARD_SHADOW_PATH".to_string(), "x.json".to_string()),
+        ]
+        .into();
+        let s = crate::config::Settings::load_from(None, &env).unwrap();
+        assert_eq!(s.scorecard_path.as_deref(), Some("builtin"));
+        assert_eq!(s.scorecard_shadow_path.as_deref(), Some("x.json"));
+        assert_eq!(
+            crate::config::Settings::default().scorecard_path,
+            None,
+            "no scorecard unless configured"
+        );
+        assert_eq!(
+            config_version_with("cfg-1".into(), Some(&sc)),
+            format!("cfg-1+{}", sc.version)
+        );
+        assert_eq!(config_version_with("cfg-1".into(), None), "cfg-1");
+    }
+
+    #[test]
     fn solve_handles_pivoting_and_refuses_singular() {
         let x = solve(vec![vec![0.0, 1.0], vec![2.0, 0.0]], vec![3.0, 4.0]).unwrap();
         assert_eq!(x, vec![2.0, 3.0]);
