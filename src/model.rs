@@ -3,7 +3,9 @@
 //! L2 penalty, and cross-validation grouped by customer. `aml-triage model fit` runs it; the
 //! engine only ever loads a fitted file, nothing refits itself.
 //!
-//! Pure: the caller reads the file and passes the parsed alerts and the file digest.
+//! The fit is pure: the caller reads the training file and passes the parsed alerts and the
+//! file digest. [`load_scorecard`] is the one function here that reads a file (the one
+//! `SCORECARD_PATH` names).
 
 use std::collections::BTreeMap;
 
