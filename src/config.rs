@@ -76,6 +76,9 @@ pub const KNOWN_KEYS: &[&str] = &[
     "MAX_ALERT_BYTES",
     "LIST_PATHS",
     "JURISDICTION_PATH",
+    // Transaction scorecard (issue 20).
+    "SCORECARD_PATH",
+    "SCORECARD_SHADOW_PATH",
     // List freshness (issue 13).
     "LIST_SOURCES",
     "LIST_DIR",
@@ -299,6 +302,16 @@ pub struct Settings {
     /// FATF jurisdiction list (`iso2,country,fatf_status,eu_high_risk_third_country`).
     #[serde(default)]
     pub jurisdiction_path: Option<PathBuf>,
+    /// `SCORECARD_PATH`: the transaction scorecard in force (a file written by
+    /// `aml-triage model fit`, or `builtin` for the one shipped in `models/`); unset or `off`
+    /// keeps the rule points. Only this key activates a scorecard.
+    #[serde(default)]
+    pub scorecard_path: Option<String>,
+    /// `SCORECARD_SHADOW_PATH`: a challenger scorecard (same forms as `SCORECARD_PATH`) that
+    /// scores transaction alerts beside the champion; its score is journalled with the risk
+    /// step and never changes a decision.
+    #[serde(default)]
+    pub scorecard_shadow_path: Option<String>,
     /// Where `aml-triage lists update` fetches from: `file=url` pairs separated by commas.
     pub list_sources: String,
     /// Folder of installed list versions; `LIST_DIR/current` links the one in force.
@@ -484,6 +497,8 @@ impl Default for Settings {
             max_alert_bytes: crate::domain::alert::DEFAULT_MAX_ALERT_BYTES,
             list_paths: Vec::new(),
             jurisdiction_path: None,
+            scorecard_path: None,
+            scorecard_shadow_path: None,
             list_sources: String::new(),
             list_dir: PathBuf::from("lists"),
             list_min_entries: 100,

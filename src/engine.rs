@@ -474,6 +474,19 @@ async fn build(
         cooldown: Duration::from_secs_f64(settings.failed_agent_cooldown_seconds),
     };
     let t = settings.thresholds();
+    let scorecard = crate::model::load_scorecard(settings.scorecard_path.as_deref())
+        .map_err(|e| crate::config::ConfigError::Invalid {
+            key: "SCORECARD_PATH".into(),
+            message: e.to_string(),
+        })?
+        .map(Arc::new);
+    let challenger = crate::model::load_scorecard(settings.scorecard_shadow_path.as_deref())
+        .map_err(|e| crate::config::ConfigError::Invalid {
+            key: "SCORECARD_SHADOW_PATH".into(),
+            message: e.to_string(),
+        })?
+        .map(Arc::new);
+    let sc = scorecard.clone();
     // Each agent gets a mailbox as large as the admission limit: every in-flight alert has at
     // most one message at a time with a given agent, so senders never wait on a full mailbox
     // in normal operation, and the bound still holds if something goes wrong.
@@ -503,8 +516,10 @@ async fn build(
         AgentKind::RiskScoring,
         restart,
         Box::new(move || {
-            let agent =
-                RiskScoring::new(t, s.risk_scoring_model.clone(), mailbox).with_remote(rm.clone());
+            let agent = RiskScoring::new(t, s.risk_scoring_model.clone(), mailbox)
+                .with_remote(rm.clone())
+                .with_scorecard(sc.clone())
+                .with_shadow(challenger.clone());
             RiskScoring::start_in_arbiter(&arbiter, move |_| agent)
         }),
     ));
@@ -553,7 +568,10 @@ async fn build(
         timeouts: AgentKind::ALL.map(|k| settings.agent_timeout(k)),
         versions: AuditVersions {
             policy_version: POLICY_VERSION.to_string(),
-            config_version: settings.config_version(),
+            config_version: crate::model::config_version_with(
+                settings.config_version(),
+                scorecard.as_deref(),
+            ),
             list_versions: refs.current().versions(),
         },
         mailbox: settings.max_concurrent_alerts.max(16),

@@ -25,6 +25,8 @@
 //! - [`config`]: defaults < TOML file < environment.
 //! - [`error`]: errors returned to callers.
 //! - [`evaluation`]: comparison of decisions with labelled alerts (`aml-triage eval`).
+//! - [`model`]: fitting the transaction scorecard (`aml-triage model fit`) and loading the one
+//!   `SCORECARD_PATH` names; [`shadow`]: champion/challenger comparison (`eval --shadow`).
 //! - [`http`]: the HTTP ingress (actix-web): routes, API-key auth, OpenAPI document.
 //! - [`metrics`]: the Prometheus registry; [`telemetry`]: logs and OTLP traces.
 //! - [`state`]: agent state, leases and caches, in Redis (`REDIS_URL`) or in process;
@@ -47,10 +49,12 @@ pub mod jurisdiction;
 pub mod llm;
 pub mod messages;
 pub mod metrics;
+pub mod model;
 pub mod mq;
 pub mod reference;
 pub mod review;
 pub mod screening;
+pub mod shadow;
 pub mod state;
 pub mod store;
 pub mod telemetry;

@@ -73,6 +73,28 @@ enum Command {
         #[command(flatten)]
         db: cli_review::ReviewDbArgs,
     },
+    /// Transaction scorecard: fit one on labelled alerts (activated only by SCORECARD_PATH).
+    Model {
+        #[command(subcommand)]
+        command: ModelCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ModelCommand {
+    /// Fit a scorecard on a labelled file with cross-validation grouped by customer; print
+    /// the out-of-fold PR-AUC, clear rate at 0 misses and threshold, and write the file.
+    Fit {
+        /// Labelled file (`{"alert":...,"expected":...}` lines).
+        #[arg(long)]
+        from: PathBuf,
+        /// Scorecard file to write.
+        #[arg(long, default_value = "scorecard.json")]
+        out: PathBuf,
+        /// FATF jurisdiction list (CSV), for the clearance blockers.
+        #[arg(long)]
+        jurisdictions: Option<PathBuf>,
+    },
 }
 
 #[derive(clap::Args)]
@@ -215,6 +237,10 @@ struct EvalArgs {
     /// Database URL (default: memory, so earlier decisions are not reused).
     #[arg(long)]
     database_url: Option<String>,
+    /// Challenger scorecard: scores the transaction alerts beside the champion (the
+    /// configuration in force) and the report compares them; it never decides.
+    #[arg(long)]
+    shadow: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -347,6 +373,14 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             settings.validate()?;
             eval_from_store(&settings, args.json).await
         }
+        Command::Model {
+            command:
+                ModelCommand::Fit {
+                    from,
+                    out,
+                    jurisdictions,
+                },
+        } => model_fit(&settings, &from, &out, jurisdictions.as_deref()),
         Command::Eval(args) => {
             args.refs.apply(&mut settings);
             settings.database_url = args.database_url.clone().unwrap_or_else(|| "memory".into());
@@ -1141,6 +1175,20 @@ async fn eval_from_store(settings: &Settings, json: bool) -> Result<ExitCode> {
 }
 
 async fn eval(settings: Settings, args: EvalArgs) -> Result<ExitCode> {
+    // The challenger is loaded first so a bad file fails before the run.
+    let challenger = match &args.shadow {
+        Some(p) => Some(
+            aml_triage::model::load_scorecard(Some(&p.to_string_lossy()))?
+                .context("--shadow names no scorecard")?,
+        ),
+        None => None,
+    };
+    let champion_name = aml_triage::model::config_version_with(
+        settings.config_version(),
+        aml_triage::model::load_scorecard(settings.scorecard_path.as_deref())?.as_ref(),
+    );
+    let juris_path = settings.jurisdiction_path.clone();
+    let thresholds = settings.thresholds();
     let file = args
         .file
         .clone()
@@ -1166,10 +1214,130 @@ async fn eval(settings: Settings, args: EvalArgs) -> Result<ExitCode> {
     let decisions: Vec<Decision> = run.decided.iter().map(|(d, _)| d.clone()).collect();
     print_summary(&decisions, run.elapsed, run.malformed, run.failed, run.left);
     print_report(&report);
+    if let Some(challenger) = &challenger {
+        let juris = match &juris_path {
+            Some(p) => aml_triage::jurisdiction::JurisdictionTable::load(p)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?,
+            None => aml_triage::jurisdiction::JurisdictionTable::empty(),
+        };
+        let rows = shadow_rows(&file, &run.decided)?;
+        let c = aml_triage::shadow::compare(&champion_name, &rows, challenger, &juris, &thresholds);
+        print_shadow(&c);
+    }
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
     }
     Ok(exit_code(&run))
+}
+
+/// The labelled alerts of `file` joined to the champion's decisions.
+fn shadow_rows(
+    file: &std::path::Path,
+    decided: &[(Decision, Option<evaluation::Expected>)],
+) -> Result<Vec<aml_triage::shadow::ChampionRow>> {
+    let by_id: std::collections::HashMap<&str, &Decision> = decided
+        .iter()
+        .map(|(d, _)| (d.alert_id.as_str(), d))
+        .collect();
+    let text = std::fs::read_to_string(file)?;
+    let mut rows = Vec::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        let (Ok(alert), Ok(expected)) = (
+            aml_triage::domain::alert::Alert::from_value(v["alert"].clone()),
+            serde_json::from_value::<evaluation::Expected>(v["expected"].clone()),
+        ) else {
+            continue;
+        };
+        if let Some(d) = by_id.get(alert.alert_id.as_str()) {
+            rows.push(aml_triage::shadow::ChampionRow {
+                disposition: d.disposition,
+                risk_score: d.risk_score,
+                alert,
+                expected,
+            });
+        }
+    }
+    Ok(rows)
+}
+
+fn print_shadow(c: &aml_triage::shadow::Comparison) {
+    println!("shadow comparison (the champion decided; the challenger only scored):");
+    println!(
+        "{:<48} {:>7} {:>7} {:>7} {:>9} {:>9}",
+        "", "PR-AUC", "missed", "clear", "clear@0", "clear@1%"
+    );
+    for s in [&c.champion, &c.challenger] {
+        println!(
+            "{:<48} {:>7.3} {:>7} {:>7.3} {:>9.3} {:>9.3}",
+            s.name,
+            s.pr_auc,
+            s.missed_positives,
+            s.clear_rate,
+            s.clear_rate_at_0_misses,
+            s.clear_rate_at_1pct_misses
+        );
+        for (t, (n, cleared)) in &s.per_typology {
+            println!("    {t:<22} positives {n:>4}  cleared {cleared}");
+        }
+    }
+    println!(
+        "alerts whose clear/escalate outcome would differ: {}",
+        c.outcomes_differing
+    );
+}
+
+fn model_fit(
+    settings: &Settings,
+    from: &std::path::Path,
+    out: &std::path::Path,
+    jurisdictions: Option<&std::path::Path>,
+) -> Result<ExitCode> {
+    use aml_triage::model;
+    use sha2::Digest;
+    let bytes = std::fs::read(from).with_context(|| format!("reading {}", from.display()))?;
+    let text = String::from_utf8(bytes.clone()).context("training file is not UTF-8")?;
+    let juris = match jurisdictions {
+        Some(p) => aml_triage::jurisdiction::JurisdictionTable::load(p)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?,
+        None => aml_triage::jurisdiction::JurisdictionTable::empty(),
+    };
+    let rows = model::rows_from_jsonl(&text, &juris)?;
+    let sha = hex::encode(sha2::Sha256::digest(&bytes));
+    let source = from
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let (sc, r) = model::fit(
+        &rows,
+        &source,
+        &sha,
+        &model::FitOptions::default(),
+        &settings.thresholds(),
+    )?;
+    let show = |name: &str, m: &model::Metrics| {
+        println!(
+            "{name:<28} PR-AUC {:.3}  missed positives {}  clear rate {:.3}",
+            m.pr_auc, m.missed_positives, m.clear_rate
+        );
+    };
+    println!(
+        "{} alerts, {} suspicious; scorecard {}",
+        sc.training.alerts, sc.training.positives, sc.version
+    );
+    show("out of fold (grouped)", &r.out_of_fold);
+    println!(
+        "  threshold (log-odds) with 0 misses out of fold: {:.4}; clear rate at <= 1% misses: {:.3}",
+        r.threshold_logit, r.clear_rate_at_1pct_misses
+    );
+    show("in sample (final scorecard)", &r.in_sample);
+    show("current rule points", &r.rule_points);
+    std::fs::write(out, serde_json::to_string_pretty(&sc)? + "\n")
+        .with_context(|| format!("writing {}", out.display()))?;
+    println!("wrote {}", out.display());
+    Ok(ExitCode::SUCCESS)
 }
 
 fn print_report(r: &evaluation::Report) {

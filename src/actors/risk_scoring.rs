@@ -6,7 +6,8 @@ use super::agent::{guarded, stoppable};
 use super::data_enrichment::DETERMINISTIC;
 use crate::domain::AgentKind;
 use crate::domain::policy::Thresholds;
-use crate::domain::scoring::{RiskAssessment, assess};
+use crate::domain::scorecard::Scorecard;
+use crate::domain::scoring::{RiskAssessment, ShadowScore, assess_with};
 use crate::messages::scoring::Score;
 use crate::messages::{StepMeta, StepReply, StepResult};
 use crate::mq::remote::RemoteAgent;
@@ -18,6 +19,10 @@ pub struct RiskScoring {
     thresholds: Thresholds,
     model: String,
     mailbox: usize,
+    /// The transaction scorecard in force (`SCORECARD_PATH`), if any.
+    scorecard: Option<std::sync::Arc<Scorecard>>,
+    /// A challenger scored beside it (`SCORECARD_SHADOW_PATH`), if any; it never decides.
+    shadow: Option<std::sync::Arc<Scorecard>>,
 }
 
 impl RiskScoring {
@@ -28,7 +33,21 @@ impl RiskScoring {
             thresholds,
             model,
             mailbox,
+            scorecard: None,
+            shadow: None,
         }
+    }
+
+    /// Also scores with `challenger` and journals its score beside the champion's.
+    pub fn with_shadow(mut self, challenger: Option<std::sync::Arc<Scorecard>>) -> Self {
+        self.shadow = challenger;
+        self
+    }
+
+    /// Scores transaction alerts with `scorecard` instead of the rule points.
+    pub fn with_scorecard(mut self, scorecard: Option<std::sync::Arc<Scorecard>>) -> Self {
+        self.scorecard = scorecard;
+        self
     }
 }
 
@@ -69,9 +88,20 @@ impl Handler<Score> for RiskScoring {
         let model = self.model.clone();
         let alert = msg.env.alert.clone();
         let facts = msg.facts;
+        let scorecard = self.scorecard.clone();
+        let shadow = self.shadow.clone();
         let work = async move {
+            let mut output = assess_with(&alert, &facts, &t, scorecard.as_deref());
+            if let Some(ch) = shadow {
+                let s = assess_with(&alert, &facts, &t, Some(&ch));
+                output.shadow = Some(ShadowScore {
+                    version: ch.version.clone(),
+                    score: s.score,
+                    level: s.level,
+                });
+            }
             Ok(StepReply {
-                output: assess(&alert, &facts, &t),
+                output,
                 meta: StepMeta {
                     provider: DETERMINISTIC.into(),
                     model,

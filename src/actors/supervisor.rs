@@ -834,6 +834,8 @@ fn fallback_risk(
                 explanation: format!("risk could not be scored ({e}); set to the medium threshold"),
             }],
             clearance_blockers: vec!["risk could not be scored".into()],
+            scorecard_version: None,
+            shadow: None,
         },
     }
 }

@@ -6,8 +6,10 @@ pub mod context;
 pub mod decision;
 pub mod enrichment;
 pub mod facts;
+pub mod features;
 pub mod policy;
 pub mod review;
+pub mod scorecard;
 pub mod scoring;
 
 use serde::{Deserialize, Serialize};

@@ -3,10 +3,11 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::alert::{Alert, KycRiskRating};
+use super::alert::{Alert, AlertType, KycRiskRating};
 use super::decision::RiskLevel;
 use super::facts::{EnrichmentFacts, Factor, ListKind, MatchClass};
 use super::policy::Thresholds;
+use super::scorecard::Scorecard;
 
 /// Points for a screening hit by list kind and class. Sanctions confirmed alone reaches the
 /// severe band; potential and unverifiable hits land in the medium band so an analyst looks.
@@ -46,10 +47,41 @@ pub struct RiskAssessment {
     pub factors: Vec<Factor>,
     /// Reasons the alert must not be auto-cleared whatever its score.
     pub clearance_blockers: Vec<String>,
+    /// Version of the scorecard that scored the transactions, when one is configured
+    /// (`SCORECARD_PATH`); `None` for the rule points.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scorecard_version: Option<String>,
+    /// The challenger's score beside this one (`SCORECARD_SHADOW_PATH`), journalled with the
+    /// step; it never enters the decision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<ShadowScore>,
 }
 
-/// Scores an alert from its enrichment facts.
+/// A challenger scorecard's score of the same alert.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShadowScore {
+    /// The challenger's version.
+    pub version: String,
+    /// Its 0-100 score.
+    pub score: f64,
+    /// Its level under the same thresholds.
+    pub level: RiskLevel,
+}
+
+/// Scores an alert from its enrichment facts with the rule points (no scorecard).
 pub fn assess(alert: &Alert, facts: &EnrichmentFacts, t: &Thresholds) -> RiskAssessment {
+    assess_with(alert, facts, t, None)
+}
+
+/// Scores an alert; with a scorecard, the transaction findings' rule points are replaced by
+/// the scorecard's per-feature contributions (transaction alerts with transactions only).
+/// Screening, jurisdiction and KYC points and every clearance blocker stay as they are.
+pub fn assess_with(
+    alert: &Alert,
+    facts: &EnrichmentFacts,
+    t: &Thresholds,
+    scorecard: Option<&Scorecard>,
+) -> RiskAssessment {
     let mut factors = Vec::new();
 
     // Screening: the strongest hit per list kind counts; weaker ones are listed as evidence.
@@ -144,10 +176,15 @@ pub fn assess(alert: &Alert, facts: &EnrichmentFacts, t: &Thresholds) -> RiskAss
     // engine's own earlier escalations are not findings of suspicion, and counting them would
     // make a decision depend on which alerts happened to be decided first.
 
-    factors.extend(crate::typologies::transaction_factors(
-        alert,
-        &facts.typologies,
-    ));
+    let scorecard = scorecard
+        .filter(|_| alert.alert_type == AlertType::Transaction && !alert.transactions.is_empty());
+    match scorecard {
+        Some(sc) => factors.extend(sc.score(alert).factors),
+        None => factors.extend(crate::typologies::transaction_factors(
+            alert,
+            &facts.typologies,
+        )),
+    }
     let clearance_blockers = crate::typologies::clearance_blockers(alert, &facts.typologies);
 
     factors.sort_by(|a, b| b.points.total_cmp(&a.points));
@@ -163,6 +200,8 @@ pub fn assess(alert: &Alert, facts: &EnrichmentFacts, t: &Thresholds) -> RiskAss
         level: t.level(score),
         factors,
         clearance_blockers,
+        scorecard_version: scorecard.map(|s| s.version.clone()),
+        shadow: None,
     }
 }
 
@@ -272,6 +311,8 @@ mod tests {
             level: RiskLevel::Low,
             factors: vec![],
             clearance_blockers: vec![],
+            scorecard_version: None,
+            shadow: None,
         };
         let near = RiskAssessment {
             score: 35.0,

@@ -16,6 +16,7 @@ mod mq;
 mod mq_support;
 mod redis_state;
 mod review;
+mod scorecard;
 mod screening_eval;
 mod screening_robustness;
 mod store;

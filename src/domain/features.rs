@@ -1,0 +1,330 @@
+//! Transaction-alert features for the scorecard ([`super::scorecard`]).
+//!
+//! Pure functions of the alert: no I/O, no configuration. Every feature describes the *shape*
+//! of the flows in the alert relative to the alert itself (its triggering window against the
+//! account's earlier transactions in the alert); none encodes time since a data set began (no
+//! account age, no absolute dates), so a scorecard fitted on one simulation run can be applied
+//! to another.
+//!
+//! The triggering transactions are those listed in `metadata.triggering_transaction_ids`;
+//! without that list every transaction counts as triggering and the history is empty.
+//! `metadata.rules_fired[].features.cycle_length` / `cycle_span_days` (the cycle features),
+//! `linked_subject_distinct_senders_30d` / `_receivers_30d` and `relationship_days` (the
+//! linked-party features) are read from the monitoring system's rule features; they are untrusted context, so a scorecard never removes a clearance blocker
+//! (the policy floor is applied after scoring, see [`super::policy`]).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::Value;
+
+use super::alert::{Alert, Direction, Transaction};
+
+/// The value of one feature.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FeatureValue {
+    /// A number.
+    Num(f64),
+    /// A category (the monitoring rule).
+    Cat(String),
+    /// Not computable for this alert (no outgoing transaction, no history, ...).
+    Missing,
+}
+
+/// Feature names, in the order [`compute`] returns them.
+pub const FEATURE_NAMES: &[&str] = &[
+    "rule",
+    "one_off_parties",
+    "one_off_party_share",
+    "one_off_tx_share",
+    "two_way_tx_share",
+    "new_party_share_in_trigger",
+    "outgoing_parties",
+    "incoming_parties",
+    "trigger_transactions",
+    "history_transactions",
+    "min_outgoing_amount",
+    "trigger_vs_history_amount",
+    "trigger_span_days",
+    "days_since_last_transaction",
+    "in_out_balance",
+    "cycle_length",
+    "cycle_span_days",
+    "one_off_value_share",
+    "linked_subject_parties",
+    "relationship_days",
+];
+
+/// Counterparty identity: account id, else lower-cased name.
+fn party(t: &Transaction) -> Option<String> {
+    let cp = t.counterparty.as_ref()?;
+    let acct = cp.account_id.trim();
+    if !acct.is_empty() {
+        return Some(format!("acct:{acct}"));
+    }
+    let name = cp.name.trim().to_lowercase();
+    (!name.is_empty()).then(|| format!("name:{name}"))
+}
+
+fn share(num: usize, den: usize) -> FeatureValue {
+    if den == 0 {
+        FeatureValue::Missing
+    } else {
+        FeatureValue::Num(num as f64 / den as f64)
+    }
+}
+
+/// The first numeric rule feature named `key` in `metadata.rules_fired`.
+fn rule_feature(alert: &Alert, key: &str) -> FeatureValue {
+    let Some(Value::Array(rules)) = alert.metadata.get("rules_fired") else {
+        return FeatureValue::Missing;
+    };
+    rules
+        .iter()
+        .find_map(|r| r.get("features")?.get(key)?.as_f64())
+        .filter(|v| v.is_finite())
+        .map_or(FeatureValue::Missing, FeatureValue::Num)
+}
+
+/// Computes every feature of [`FEATURE_NAMES`], in that order.
+pub fn compute(alert: &Alert) -> Vec<(&'static str, FeatureValue)> {
+    let trig_ids: Option<BTreeSet<&str>> = match alert.metadata.get("triggering_transaction_ids") {
+        Some(Value::Array(ids)) => Some(ids.iter().filter_map(Value::as_str).collect()),
+        _ => None,
+    };
+    let is_trig = |t: &Transaction| {
+        trig_ids
+            .as_ref()
+            .is_none_or(|s| s.contains(t.transaction_id.as_str()))
+    };
+    let txs = &alert.transactions;
+    let trig: Vec<&Transaction> = txs.iter().filter(|t| is_trig(t)).collect();
+    let hist: Vec<&Transaction> = txs.iter().filter(|t| !is_trig(t)).collect();
+
+    // Per counterparty: transactions and directions over the whole alert.
+    let mut count: BTreeMap<String, usize> = BTreeMap::new();
+    let mut dirs: BTreeMap<String, (bool, bool)> = BTreeMap::new();
+    for t in txs {
+        if let Some(p) = party(t) {
+            *count.entry(p.clone()).or_default() += 1;
+            let d = dirs.entry(p).or_default();
+            match t.direction {
+                Direction::In => d.0 = true,
+                Direction::Out => d.1 = true,
+            }
+        }
+    }
+    let one_off_parties = count.values().filter(|&&n| n == 1).count();
+    let total_value: f64 = txs.iter().map(|t| t.amount).sum();
+    let one_off_value: f64 = txs
+        .iter()
+        .filter(|t| party(t).is_none_or(|p| count[&p] == 1))
+        .map(|t| t.amount)
+        .sum();
+    let one_off_value_share = if total_value > 0.0 {
+        FeatureValue::Num(one_off_value / total_value)
+    } else {
+        FeatureValue::Missing
+    };
+    let unidentified = txs.iter().filter(|t| party(t).is_none()).count();
+    let one_off_tx = txs
+        .iter()
+        .filter(|t| party(t).is_none_or(|p| count[&p] == 1))
+        .count();
+    let two_way_tx = txs
+        .iter()
+        .filter(|t| party(t).is_some_and(|p| dirs[&p] == (true, true)))
+        .count();
+    let hist_parties: BTreeSet<String> = hist.iter().filter_map(|t| party(t)).collect();
+    let trig_parties: BTreeSet<String> = trig.iter().filter_map(|t| party(t)).collect();
+    let new_in_trig = trig_parties.difference(&hist_parties).count();
+    let parties_in = |dir: Direction| {
+        trig.iter()
+            .filter(|t| t.direction == dir)
+            .filter_map(|t| party(t))
+            .collect::<BTreeSet<_>>()
+            .len() as f64
+    };
+    let min_out = trig
+        .iter()
+        .filter(|t| t.direction == Direction::Out)
+        .map(|t| t.amount)
+        .fold(f64::INFINITY, f64::min);
+    let mean = |v: &[&Transaction]| {
+        (!v.is_empty()).then(|| v.iter().map(|t| t.amount).sum::<f64>() / v.len() as f64)
+    };
+    let amount_ratio = match (mean(&trig), mean(&hist)) {
+        (Some(a), Some(b)) if b > 0.0 && a > 0.0 => FeatureValue::Num((a / b).ln()),
+        _ => FeatureValue::Missing,
+    };
+    let days = |a: chrono::DateTime<chrono::Utc>, b: chrono::DateTime<chrono::Utc>| {
+        (a - b).num_seconds() as f64 / 86_400.0
+    };
+    let span = match (
+        trig.iter().map(|t| t.timestamp).min(),
+        trig.iter().map(|t| t.timestamp).max(),
+    ) {
+        (Some(a), Some(b)) => FeatureValue::Num(days(b, a)),
+        _ => FeatureValue::Missing,
+    };
+    let since_last = txs
+        .iter()
+        .map(|t| t.timestamp)
+        .max()
+        .map_or(FeatureValue::Missing, |last| {
+            FeatureValue::Num(days(alert.created_at, last).max(0.0))
+        });
+    let (vin, vout) = trig.iter().fold((0.0, 0.0), |(i, o), t| match t.direction {
+        Direction::In => (i + t.amount, o),
+        Direction::Out => (i, o + t.amount),
+    });
+    let balance = if vin + vout > 0.0 {
+        FeatureValue::Num((vin - vout) / (vin + vout))
+    } else {
+        FeatureValue::Missing
+    };
+    vec![
+        (
+            "rule",
+            alert
+                .rule_id
+                .clone()
+                .map_or(FeatureValue::Missing, FeatureValue::Cat),
+        ),
+        (
+            "one_off_parties",
+            FeatureValue::Num((one_off_parties + unidentified) as f64),
+        ),
+        ("one_off_party_share", share(one_off_parties, count.len())),
+        ("one_off_tx_share", share(one_off_tx, txs.len())),
+        ("two_way_tx_share", share(two_way_tx, txs.len())),
+        (
+            "new_party_share_in_trigger",
+            share(new_in_trig, trig_parties.len()),
+        ),
+        (
+            "outgoing_parties",
+            FeatureValue::Num(parties_in(Direction::Out)),
+        ),
+        (
+            "incoming_parties",
+            FeatureValue::Num(parties_in(Direction::In)),
+        ),
+        ("trigger_transactions", FeatureValue::Num(trig.len() as f64)),
+        ("history_transactions", FeatureValue::Num(hist.len() as f64)),
+        (
+            "min_outgoing_amount",
+            if min_out.is_finite() {
+                FeatureValue::Num(min_out)
+            } else {
+                FeatureValue::Missing
+            },
+        ),
+        ("trigger_vs_history_amount", amount_ratio),
+        ("trigger_span_days", span),
+        ("days_since_last_transaction", since_last),
+        ("in_out_balance", balance),
+        ("cycle_length", rule_feature(alert, "cycle_length")),
+        ("cycle_span_days", rule_feature(alert, "cycle_span_days")),
+        ("one_off_value_share", one_off_value_share),
+        (
+            "linked_subject_parties",
+            match rule_feature(alert, "linked_subject_distinct_senders_30d") {
+                FeatureValue::Missing => {
+                    rule_feature(alert, "linked_subject_distinct_receivers_30d")
+                }
+                v => v,
+            },
+        ),
+        (
+            "relationship_days",
+            rule_feature(alert, "relationship_days"),
+        ),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alert_json(txs: &str, meta: &str) -> Alert {
+        Alert::from_json(&format!(
+            r#"{{"alert_id":"A","alert_type":"TRANSACTION","priority":"LOW","rule_id":"FAN_OUT_30D",
+            "created_at":"2024-01-10T00:00:00Z",
+            "customer":{{"customer_id":"C","name":"N","entity_type":"INDIVIDUAL"}},
+            "transactions":[{txs}],"metadata":{meta}}}"#
+        ))
+        .unwrap()
+    }
+
+    fn tx(id: &str, day: u32, amount: f64, dir: &str, cp: &str) -> String {
+        format!(
+            r#"{{"transaction_id":"{id}","timestamp":"2024-01-{day:02}T00:00:00Z","amount":{amount},
+            "currency":"USD","direction":"{dir}","type":"TRANSFER",
+            "counterparty":{{"name":"{cp}","account_id":"{cp}","country":"US","bank":"b"}}}}"#
+        )
+    }
+
+    fn get(f: &[(&str, FeatureValue)], name: &str) -> FeatureValue {
+        f.iter().find(|(n, _)| *n == name).unwrap().1.clone()
+    }
+
+    #[test]
+    fn shares_counts_and_amounts_follow_the_flows() {
+        let txs = [
+            tx("H1", 1, 100.0, "IN", "P"),
+            tx("H2", 2, 100.0, "OUT", "P"),
+            tx("T1", 5, 300.0, "OUT", "X"),
+            tx("T2", 6, 200.0, "OUT", "Y"),
+            tx("T3", 7, 500.0, "IN", "P"),
+        ]
+        .join(",");
+        let a = alert_json(
+            &txs,
+            r#"{"triggering_transaction_ids":["T1","T2","T3"],
+            "rules_fired":[{"rule_id":"R","features":{"cycle_length":4}}]}"#,
+        );
+        let f = compute(&a);
+        assert_eq!(f.len(), FEATURE_NAMES.len());
+        for ((n, _), want) in f.iter().zip(FEATURE_NAMES) {
+            assert_eq!(n, want);
+        }
+        assert_eq!(get(&f, "rule"), FeatureValue::Cat("FAN_OUT_30D".into()));
+        // P (3 tx, two-way), X and Y once.
+        assert_eq!(get(&f, "one_off_parties"), FeatureValue::Num(2.0));
+        assert_eq!(get(&f, "one_off_party_share"), FeatureValue::Num(2.0 / 3.0));
+        assert_eq!(get(&f, "one_off_tx_share"), FeatureValue::Num(0.4));
+        assert_eq!(get(&f, "two_way_tx_share"), FeatureValue::Num(0.6));
+        assert_eq!(
+            get(&f, "new_party_share_in_trigger"),
+            FeatureValue::Num(2.0 / 3.0)
+        );
+        assert_eq!(get(&f, "outgoing_parties"), FeatureValue::Num(2.0));
+        assert_eq!(get(&f, "incoming_parties"), FeatureValue::Num(1.0));
+        assert_eq!(get(&f, "min_outgoing_amount"), FeatureValue::Num(200.0));
+        assert_eq!(
+            get(&f, "trigger_vs_history_amount"),
+            FeatureValue::Num((1000.0f64 / 3.0 / 100.0).ln())
+        );
+        assert_eq!(get(&f, "trigger_span_days"), FeatureValue::Num(2.0));
+        assert_eq!(
+            get(&f, "days_since_last_transaction"),
+            FeatureValue::Num(3.0)
+        );
+        assert_eq!(get(&f, "in_out_balance"), FeatureValue::Num(0.0));
+        assert_eq!(get(&f, "cycle_length"), FeatureValue::Num(4.0));
+        assert_eq!(get(&f, "cycle_span_days"), FeatureValue::Missing);
+    }
+
+    #[test]
+    fn without_triggering_ids_everything_triggers_and_history_is_missing() {
+        let a = alert_json(&tx("T1", 5, 300.0, "IN", "X"), "{}");
+        let f = compute(&a);
+        assert_eq!(get(&f, "history_transactions"), FeatureValue::Num(0.0));
+        assert_eq!(get(&f, "trigger_vs_history_amount"), FeatureValue::Missing);
+        assert_eq!(get(&f, "min_outgoing_amount"), FeatureValue::Missing);
+        assert_eq!(
+            get(&f, "new_party_share_in_trigger"),
+            FeatureValue::Num(1.0)
+        );
+    }
+}
