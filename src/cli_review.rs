@@ -250,7 +250,7 @@ pub fn spawn_review_tick(
                 && last_canary.is_none_or(|t| t.elapsed() >= Duration::from_secs(interval));
             if due {
                 last_canary = Some(tokio::time::Instant::now());
-                if let Err(e) = review.inject_canaries(&engine, &defs).await {
+                if let Err(e) = review.inject_canaries(&*engine, &defs).await {
                     tracing::error!(error = %e, "canary injection failed");
                 }
             }

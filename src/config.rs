@@ -630,6 +630,35 @@ impl Settings {
         Ok(settings)
     }
 
+    /// OIDC login needs its three keys together, the two URLs as http(s) URLs.
+    fn validate_oidc(&self) -> Result<(), (&'static str, String)> {
+        let set = [
+            ("OIDC_ISSUER", &self.oidc_issuer),
+            ("OIDC_CLIENT_ID", &self.oidc_client_id),
+            ("OIDC_REDIRECT_URI", &self.oidc_redirect_uri),
+        ];
+        let given = set
+            .iter()
+            .filter(|(_, v)| v.as_ref().is_some_and(|v| !v.trim().is_empty()))
+            .count();
+        if given == 0 {
+            return Ok(());
+        }
+        for (key, v) in set {
+            let v = v.as_deref().unwrap_or("").trim();
+            if v.is_empty() {
+                return Err((
+                    key,
+                    "OIDC needs OIDC_ISSUER, OIDC_CLIENT_ID and OIDC_REDIRECT_URI".into(),
+                ));
+            }
+            if key != "OIDC_CLIENT_ID" && !(v.starts_with("https://") || v.starts_with("http://")) {
+                return Err((key, "must be an http(s) URL".into()));
+            }
+        }
+        Ok(())
+    }
+
     /// The list ids `/ready` requires (`LIST_REQUIRED`; empty: every loaded list).
     pub fn required_lists(&self) -> Vec<String> {
         self.list_required
@@ -928,7 +957,7 @@ impl Settings {
                 "must be an http(s) URL".into(),
             ));
         }
-        crate::review::oidc::OidcConfig::validate(self).map_err(|(key, m)| bad(key, m))?;
+        self.validate_oidc().map_err(|(key, m)| bad(key, m))?;
         if self.external_data_max_retries > 10 {
             return Err(bad(
                 "EXTERNAL_DATA_MAX_RETRIES",

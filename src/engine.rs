@@ -1126,3 +1126,9 @@ impl Drop for Engine {
         }
     }
 }
+
+impl crate::review::canary::SubmitAlert for Engine {
+    fn submit_alert_json(&self, json: String) -> BoxFuture<'_, Result<Decision, TriageError>> {
+        Box::pin(async move { self.submit_json(&json).await })
+    }
+}

@@ -111,7 +111,9 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
     // Canaries (analyst review): the latest run of each must have been escalated. They are
     // read from the database, so they are only checked while it answers.
     if db.is_ok()
-        && let Some(check) = crate::review::canary::ready_check(engine).await
+        && let Some(check) =
+            crate::review::canary::ready_check(engine.store(), engine.metrics(), engine.settings())
+                .await
     {
         checks.push(check);
     }

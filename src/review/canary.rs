@@ -8,7 +8,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::{ESCALATED, Review, ReviewServiceError, invalid};
-use crate::Engine;
 use crate::store::review::CanaryRecord;
 
 /// A canary definition: a name and an alert template (its `alert_id` and `created_at` are
@@ -74,11 +73,11 @@ pub fn load_canaries(text: &str) -> Result<Vec<CanaryDef>, ReviewServiceError> {
 }
 
 impl Review {
-    /// Injects each canary through `engine` (the normal path: admission, agents, policy,
-    /// store), after marking its id in the store; waits for the decisions.
+    /// Injects each canary through `submit` (the engine's normal path: admission, agents,
+    /// policy, store), after marking its id in the store; waits for the decisions.
     pub async fn inject_canaries(
         &self,
-        engine: &Engine,
+        submit: &dyn SubmitAlert,
         defs: &[CanaryDef],
     ) -> Result<Vec<CanaryRecord>, ReviewServiceError> {
         let mut out = Vec::new();
@@ -108,7 +107,7 @@ impl Review {
                 json!({"name": def.name}),
             )
             .await?;
-            let disposition = match engine.submit_json(&alert.to_string()).await {
+            let disposition = match submit.submit_alert_json(alert.to_string()).await {
                 Ok(d) => Some(d.disposition.as_str().to_string()),
                 Err(e) => {
                     tracing::error!(canary = %def.name, error = %e, "canary was not decided");
@@ -165,15 +164,29 @@ impl Review {
     }
 }
 
+/// How canaries reach the engine: through its normal submission path. The engine implements
+/// it, so review code needs no engine import.
+pub trait SubmitAlert: Send + Sync {
+    /// Submits one alert (JSON) and waits for its decision.
+    fn submit_alert_json(
+        &self,
+        json: String,
+    ) -> futures_util::future::BoxFuture<'_, Result<crate::Decision, crate::TriageError>>;
+}
+
 /// The `/ready` check of the canaries (`None` on a store without review tables).
-pub async fn ready_check(engine: &Engine) -> Option<Value> {
-    if !engine.store().supports_review() {
+pub async fn ready_check(
+    store: &std::sync::Arc<crate::store::Store>,
+    metrics: &crate::metrics::Metrics,
+    settings: &crate::Settings,
+) -> Option<Value> {
+    if !store.supports_review() {
         return None;
     }
     let review = Review::new(
-        engine.store().clone(),
-        engine.metrics().clone(),
-        super::ReviewConfig::from_settings(engine.settings()),
+        store.clone(),
+        metrics.clone(),
+        super::ReviewConfig::from_settings(settings),
     );
     Some(match review.canary_status().await {
         Ok(s) if s.ok => json!({

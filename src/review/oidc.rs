@@ -38,35 +38,6 @@ impl OidcConfig {
             redirect_uri: s.oidc_redirect_uri.clone()?,
         })
     }
-
-    /// All three keys or none; URLs are http(s). Errors name the key.
-    pub fn validate(s: &Settings) -> Result<(), (&'static str, String)> {
-        let set = [
-            ("OIDC_ISSUER", &s.oidc_issuer),
-            ("OIDC_CLIENT_ID", &s.oidc_client_id),
-            ("OIDC_REDIRECT_URI", &s.oidc_redirect_uri),
-        ];
-        let given = set
-            .iter()
-            .filter(|(_, v)| v.as_ref().is_some_and(|v| !v.trim().is_empty()))
-            .count();
-        if given == 0 {
-            return Ok(());
-        }
-        for (key, v) in set {
-            let v = v.as_deref().unwrap_or("").trim();
-            if v.is_empty() {
-                return Err((
-                    key,
-                    "OIDC needs OIDC_ISSUER, OIDC_CLIENT_ID and OIDC_REDIRECT_URI".into(),
-                ));
-            }
-            if key != "OIDC_CLIENT_ID" && !(v.starts_with("https://") || v.starts_with("http://")) {
-                return Err((key, "must be an http(s) URL".into()));
-            }
-        }
-        Ok(())
-    }
 }
 
 #[derive(Deserialize)]

@@ -459,7 +459,7 @@ async fn canary_not_escalated_fails_ready() {
     assert_eq!(s.get("/ready", None).await.status(), 200);
     // The built-in canary is escalated: ready, and it opened no case.
     let runs = r
-        .inject_canaries(&s.engine, &default_canaries())
+        .inject_canaries(&*s.engine, &default_canaries())
         .await
         .unwrap();
     let d = runs[0].disposition.clone().unwrap();
@@ -479,7 +479,7 @@ async fn canary_not_escalated_fails_ready() {
         name: "broken".into(),
         alert: serde_json::from_str(&clean_alert("template")).unwrap(),
     };
-    let runs = r.inject_canaries(&s.engine, &[broken]).await.unwrap();
+    let runs = r.inject_canaries(&*s.engine, &[broken]).await.unwrap();
     assert_eq!(runs[0].disposition.as_deref(), Some("AUTO_CLEAR"));
     let resp = s.get("/ready", None).await;
     assert_eq!(resp.status(), 503);
