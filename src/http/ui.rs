@@ -679,7 +679,7 @@ async fn case_page(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse
         .map(|t| Point {
             label: s_of(t, "/timestamp").chars().take(10).collect(),
             value: t.get("amount").and_then(Value::as_f64).unwrap_or(0.0),
-            class: if s_of(t, "/direction").eq_ignore_ascii_case("OUTBOUND") {
+            class: if s_of(t, "/direction").eq_ignore_ascii_case("OUT") {
                 "out"
             } else {
                 "in"
@@ -736,7 +736,7 @@ async fn case_page(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse
     let terminal = c.state.is_terminal();
     let page = CasePage {
         may_work: can_work(roles) && !terminal && !pending,
-        may_assign: roles.contains(&UserRole::Supervisor) || can_work(roles),
+        may_assign: roles.contains(&UserRole::Supervisor),
         may_approve: pending
             && roles.contains(&UserRole::Reviewer)
             && !doc.workers.contains(&me)

@@ -22,3 +22,5 @@ mod store;
 mod store_support;
 mod supervision;
 mod telemetry;
+mod ui;
+mod webdriver;
