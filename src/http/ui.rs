@@ -406,14 +406,17 @@ struct KeyVal {
     value: String,
 }
 
-/// A citation: the evidence id and the page anchor of its row.
+/// A citation: the evidence id and the page anchor of its row (transactions and screening
+/// hits are their own targets; other evidence is listed under the decision).
 struct Cite {
     id: String,
     anchor: String,
+    listed: bool,
 }
 
 fn cite(id: &str) -> Cite {
     Cite {
+        listed: !(id.starts_with("tx:") || id.starts_with("screen:")),
         id: id.to_string(),
         anchor: format!(
             "ev-{}",
@@ -433,6 +436,7 @@ struct FactorView {
 
 struct HitView {
     hit_id: String,
+    anchor: String,
     evidence_id: String,
     matched_name: String,
     customer_name: String,
@@ -445,6 +449,7 @@ struct HitView {
 
 struct TxView {
     id: String,
+    anchor: String,
     at: String,
     amount: String,
     direction: String,
@@ -545,6 +550,7 @@ fn hit_view(v: &Value, dispositions: &BTreeMap<String, String>) -> HitView {
         })
         .unwrap_or_default();
     HitView {
+        anchor: cite(&s_of(v, "/evidence_id")).anchor,
         disposition: dispositions.get(&hit_id).cloned().unwrap_or_default(),
         hit_id,
         evidence_id: s_of(v, "/evidence_id"),
@@ -613,6 +619,7 @@ async fn case_page(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse
     for h in &doc.hits {
         if !hits.iter().any(|x| &x.hit_id == h) {
             hits.push(HitView {
+                anchor: cite(&format!("screen:{h}")).anchor,
                 hit_id: h.clone(),
                 evidence_id: String::new(),
                 matched_name: String::new(),
@@ -655,6 +662,7 @@ async fn case_page(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse
     let transactions: Vec<TxView> = txs
         .iter()
         .map(|t| TxView {
+            anchor: cite(&format!("tx:{}", s_of(t, "/transaction_id"))).anchor,
             id: s_of(t, "/transaction_id"),
             at: s_of(t, "/timestamp"),
             amount: format!(

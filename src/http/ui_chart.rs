@@ -29,6 +29,18 @@ pub fn esc(s: &str) -> String {
     out
 }
 
+/// A compact number: 9500 -> `9.5k`, 12.34 -> `12.3`.
+fn short(v: f64) -> String {
+    let a = v.abs();
+    if a >= 1e6 {
+        format!("{:.1}M", v / 1e6)
+    } else if a >= 1e3 {
+        format!("{:.1}k", v / 1e3)
+    } else {
+        format!("{v:.1}")
+    }
+}
+
 /// A bar chart of `points` with an optional horizontal reference line at `limit` (drawn
 /// dashed, labelled). `title` is the accessible name.
 pub fn bars(title: &str, points: &[Point], limit: Option<(f64, &str)>) -> String {
@@ -68,6 +80,12 @@ pub fn bars(title: &str, points: &[Point], limit: Option<(f64, &str)>) -> String
             c = p.class,
             l = esc(&p.label),
             v = p.value
+        ));
+        svg.push_str(&format!(
+            "<text class=\"tick\" x=\"{tx:.1}\" y=\"{ty:.1}\" text-anchor=\"middle\">{v}</text>",
+            tx = x + bar_w / 2.0,
+            ty = (y - 3.0).max(9.0),
+            v = short(p.value)
         ));
         if i % show_every == 0 {
             let label: String = p.label.chars().take(10).collect();

@@ -279,9 +279,33 @@ impl Browser {
         v["value"]["value"].as_str().map(str::to_string)
     }
 
-    /// A PNG of the whole page, via the DevTools full-page capture.
+    /// A PNG of the whole page: the window is made as tall as the page first.
     pub async fn screenshot(&self, path: &std::path::Path) {
+        let h = self
+            .ok(
+                reqwest::Method::POST,
+                "/execute/sync",
+                Some(
+                    json!({"script": "return document.documentElement.scrollHeight;", "args": []}),
+                ),
+            )
+            .await
+            .as_u64()
+            .unwrap_or(1600)
+            .clamp(600, 6000);
+        self.ok(
+            reqwest::Method::POST,
+            "/window/rect",
+            Some(json!({"width": 1280, "height": h + 140})),
+        )
+        .await;
         let v = self.ok(reqwest::Method::GET, "/screenshot", None).await;
+        self.ok(
+            reqwest::Method::POST,
+            "/window/rect",
+            Some(json!({"width": 1280, "height": 1600})),
+        )
+        .await;
         let png = base64::engine::general_purpose::STANDARD
             .decode(v.as_str().unwrap_or_default())
             .expect("screenshot is base64");
