@@ -311,6 +311,19 @@ pub async fn oidc_callback(req: HttpRequest, state: web::Data<AppState>) -> Resu
         }
     };
     let (token, s) = service(&state).oidc_callback(&cfg, &code, &st).await?;
+    // A browser (it asks for HTML) lands on the review pages; API clients get JSON.
+    let wants_html = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/html"));
+    if wants_html {
+        return Ok(HttpResponse::SeeOther()
+            .insert_header((header::SET_COOKIE, session_cookie(&token, &s)))
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .insert_header((header::LOCATION, "/ui/queue"))
+            .finish());
+    }
     Ok(HttpResponse::Ok()
         .insert_header((header::SET_COOKIE, session_cookie(&token, &s)))
         .insert_header((header::CACHE_CONTROL, "no-store"))

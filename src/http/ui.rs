@@ -155,14 +155,20 @@ async fn form_session(
 // ---- static ----
 
 async fn static_file(req: HttpRequest) -> HttpResponse {
-    let (body, ty) = match req.match_info().get("file") {
-        Some("htmx.min.js") => (HTMX, "text/javascript; charset=utf-8"),
-        Some("ui.css") => (CSS, "text/css; charset=utf-8"),
+    // htmx is a pinned vendored file: cached for a year. The stylesheet changes with the
+    // project, so a day.
+    let (body, ty, cache) = match req.match_info().get("file") {
+        Some("htmx.min.js") => (
+            HTMX,
+            "text/javascript; charset=utf-8",
+            "public, max-age=31536000, immutable",
+        ),
+        Some("ui.css") => (CSS, "text/css; charset=utf-8", "public, max-age=86400"),
         _ => return HttpResponse::NotFound().finish(),
     };
     HttpResponse::Ok()
         .content_type(ty)
-        .insert_header((header::CACHE_CONTROL, "public, max-age=31536000, immutable"))
+        .insert_header((header::CACHE_CONTROL, cache))
         .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
         .body(body)
 }
