@@ -152,6 +152,19 @@ async fn analyst_works_a_case_and_reviewer_approves() {
     if let Some(dir) = screenshot_dir() {
         b.screenshot(&dir.join("ui-queue.png")).await;
     }
+    // The filter form (htmx swaps the table in place and pushes the URL).
+    b.select("#f_state", "open").await;
+    b.click("#filter").await;
+    let mut filtered = false;
+    for _ in 0..50 {
+        if b.url().await.contains("state=open") {
+            filtered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(filtered, "filter not applied: {}", b.url().await);
+    b.wait_text("#cases", &case).await;
     b.click("#cases a.case-link").await;
     b.wait_text("#case-id", &case).await;
     // An analyst sees no approval buttons.
