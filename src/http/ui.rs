@@ -20,6 +20,7 @@ use serde_json::Value;
 use super::AppState;
 use super::review::{cookie_token, oidc_config, service, session_cookie};
 use super::ui_chart::{Point, bars};
+use crate::domain::facts::{FieldCheck, HitBreakdown};
 use crate::domain::review::four_eyes::can_work;
 use crate::domain::review::{SlaStatus, UserRole};
 use crate::review::ReviewServiceError;
@@ -407,11 +408,6 @@ async fn pull_next(
 
 // ---- case ----
 
-struct KeyVal {
-    key: String,
-    value: String,
-}
-
 /// A citation: the evidence id and the page anchor of its row (transactions and screening
 /// hits are their own targets; other evidence is listed under the decision).
 struct Cite {
@@ -449,8 +445,75 @@ struct HitView {
     score: String,
     class: String,
     discount_reason: String,
-    breakdown: Vec<KeyVal>,
+    breakdown: Option<BreakdownView>,
     disposition: String,
+}
+
+/// The per-field score breakdown of one screening candidate.
+struct BreakdownView {
+    name_level: String,
+    pairs: Vec<PairView>,
+    fields: Vec<FieldView>,
+    customer_only: String,
+    list_only: String,
+    disqualifiers: String,
+}
+
+struct PairView {
+    customer: String,
+    list: String,
+    relation: String,
+    edits: u32,
+    similarity: String,
+}
+
+struct FieldView {
+    field: &'static str,
+    relation: String,
+    customer: String,
+    list: String,
+}
+
+fn breakdown_view(v: &Value) -> Option<BreakdownView> {
+    let b: HitBreakdown = serde_json::from_value(v.clone()).ok()?;
+    let field = |field: &'static str, c: &FieldCheck| FieldView {
+        field,
+        relation: c.relation.clone(),
+        customer: c.customer.clone().unwrap_or_else(|| "-".into()),
+        list: if c.list.is_empty() {
+            "-".into()
+        } else {
+            c.list.join("; ")
+        },
+    };
+    Some(BreakdownView {
+        name_level: b.name_level.clone(),
+        pairs: b
+            .name_pairs
+            .iter()
+            .map(|p| PairView {
+                customer: p.customer.clone(),
+                list: p.list.clone(),
+                relation: p.relation.clone(),
+                edits: p.edits,
+                similarity: format!("{:.2}", p.similarity),
+            })
+            .collect(),
+        fields: vec![
+            field("date of birth", &b.date_of_birth),
+            field("country", &b.country),
+            field("entity type", &b.entity_type),
+            field("identifiers", &b.identifiers),
+        ],
+        customer_only: b.customer_only.join(", "),
+        list_only: b.list_only.join(", "),
+        disqualifiers: b
+            .disqualifiers
+            .iter()
+            .map(|d| d.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+    })
 }
 
 struct TxView {
@@ -536,25 +599,7 @@ fn s_of(v: &Value, ptr: &str) -> String {
 
 fn hit_view(v: &Value, dispositions: &BTreeMap<String, String>) -> HitView {
     let hit_id = format!("{}:{}", s_of(v, "/list"), s_of(v, "/entry_id"));
-    let breakdown = v
-        .get("breakdown")
-        .and_then(Value::as_object)
-        .map(|o| {
-            o.iter()
-                .map(|(k, x)| KeyVal {
-                    key: k.clone(),
-                    value: match x {
-                        Value::Number(n) => n
-                            .as_f64()
-                            .map(|f| format!("{f:.3}"))
-                            .unwrap_or_else(|| n.to_string()),
-                        Value::String(s) => s.clone(),
-                        other => other.to_string(),
-                    },
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let breakdown = v.get("breakdown").and_then(breakdown_view);
     HitView {
         anchor: cite(&s_of(v, "/evidence_id")).anchor,
         disposition: dispositions.get(&hit_id).cloned().unwrap_or_default(),
@@ -633,7 +678,7 @@ async fn case_page(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse
                 score: String::new(),
                 class: String::new(),
                 discount_reason: String::new(),
-                breakdown: Vec::new(),
+                breakdown: None,
                 disposition: dispositions.get(h).cloned().unwrap_or_default(),
             });
         }

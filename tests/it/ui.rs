@@ -45,14 +45,31 @@ fn hit_alert(id: &str, name: &str) -> String {
 
 struct Ui {
     _db: TestDb,
+    _lists: Option<tempfile::TempDir>,
     s: TestServer,
     r: Review,
 }
 
 impl Ui {
     async fn start() -> Ui {
+        Self::start_with_lists(false).await
+    }
+
+    /// With `lists`, an OFAC file holding entry 9999 (`SMITH, John`, born 1970), so the hit
+    /// of [`hit_alert`] is checked field by field.
+    async fn start_with_lists(lists: bool) -> Ui {
         let db = TestDb::new(Kind::Sqlite).await;
         let mut st = http_settings();
+        let dir = lists.then(|| {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::write(
+                dir.path().join("sdn.csv"),
+                "9999,\"SMITH, John\",\"individual\",\"SDGT\",-0- ,-0- ,-0- ,-0- ,-0- ,-0- ,-0- ,\"DOB 01 Jan 1970; nationality United States.\"\r\n",
+            )
+            .unwrap();
+            st.list_paths = vec![dir.path().to_path_buf()];
+            dir
+        });
         st.database_url = db.url.clone();
         st.node_id = format!("ui-{:08x}", fastrand::u32(..));
         let s = TestServer::start(st).await;
@@ -61,7 +78,12 @@ impl Ui {
             s.engine.metrics().clone(),
             ReviewConfig::default(),
         );
-        Ui { _db: db, s, r }
+        Ui {
+            _db: db,
+            _lists: dir,
+            s,
+            r,
+        }
     }
 
     async fn user(&self, id: &str, name: &str, roles: &[UserRole]) {
@@ -136,7 +158,7 @@ async fn axe_check(b: &Browser, what: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn analyst_works_a_case_and_reviewer_approves() {
-    let ui = Ui::start().await;
+    let ui = Ui::start_with_lists(true).await;
     ui.user("alice", "Alice Analyst", &[UserRole::Analyst])
         .await;
     ui.user("rob", "Rob Reviewer", &[UserRole::Reviewer]).await;
@@ -167,6 +189,9 @@ async fn analyst_works_a_case_and_reviewer_approves() {
     b.wait_text("#cases", &case).await;
     b.click("#cases a.case-link").await;
     b.wait_text("#case-id", &case).await;
+    // The candidate's per-field breakdown and the transactions with their chart.
+    b.wait_text("#breakdown-1", "date of birth").await;
+    assert_eq!(b.count("svg.chart rect.bar").await, 3);
     // An analyst sees no approval buttons.
     assert_eq!(b.count("#approve").await, 0);
     b.click("#take").await;
@@ -179,11 +204,14 @@ async fn analyst_works_a_case_and_reviewer_approves() {
     b.select("#outcome", "false_positive").await;
     b.fill(
         "#close-rationale",
-        "Different date of birth and nationality.",
+        "Passport copy shows a different person (ID checked with the customer).",
     )
     .await;
-    b.fill("#override", "The name match is coincidental; DOB differs.")
-        .await;
+    b.fill(
+        "#override",
+        "Identity documents rule the listed person out.",
+    )
+    .await;
     b.click("#request-close").await;
     b.wait_text("#case-state", "pending_approval").await;
     assert_eq!(b.count("#approve").await, 0, "the worker may not approve");
