@@ -435,6 +435,12 @@ async fn pages_have_no_serious_accessibility_violations() {
     axe_check(&b, "qa").await;
     b.goto(&ui.s.url("/ui/admin")).await;
     axe_check(&b, "admin").await;
+    // htmx and the pages run under the CSP: the console holds no violation.
+    let log = b.console().await;
+    assert!(
+        !log.iter().any(|m| m.contains("Content Security Policy")),
+        "{log:#?}"
+    );
     b.quit().await;
     ui.s.stop().await;
 }

@@ -67,6 +67,7 @@ impl Browser {
         }
         let caps = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
+            "goog:loggingPrefs": {"browser": "ALL"},
             "goog:chromeOptions": {
                 "binary": chrome,
                 "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
@@ -269,6 +270,24 @@ impl Browser {
     pub async fn dialog(&self) -> Option<String> {
         let v = self.cmd(reqwest::Method::GET, "/alert/text", None).await;
         v["value"].as_str().map(str::to_string)
+    }
+
+    /// The browser console's messages since the last call (chromedriver's log endpoint).
+    pub async fn console(&self) -> Vec<String> {
+        let v = self
+            .ok(
+                reqwest::Method::POST,
+                "/se/log",
+                Some(json!({"type": "browser"})),
+            )
+            .await;
+        v.as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|e| e["message"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// The value of a cookie (HttpOnly ones too).
