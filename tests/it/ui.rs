@@ -444,3 +444,100 @@ async fn pages_have_no_serious_accessibility_violations() {
     b.quit().await;
     ui.s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn page_forms_need_the_csrf_token() {
+    let ui = Ui::start().await;
+    ui.user(
+        "sam",
+        "Sam All",
+        &[
+            UserRole::Analyst,
+            UserRole::Qa,
+            UserRole::Admin,
+            UserRole::Supervisor,
+        ],
+    )
+    .await;
+    let (_, case) = ui.decide(hit_alert("ui-csrf", "Jon Smyth")).await;
+    let case = case.expect("escalated");
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = http
+        .post(ui.s.url("/ui/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!(
+            "user_id=sam&password={}",
+            PASSWORD.replace(' ', "+")
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let cookie = r.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    // Every post form of every page carries the token (login has no session yet).
+    let mut token = String::new();
+    for page in [
+        "/ui/queue?view=team".to_string(),
+        format!("/ui/cases/{case}"),
+        "/ui/qa".into(),
+        "/ui/admin".into(),
+    ] {
+        let r = http
+            .get(ui.s.url(&page))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{page}");
+        let csp = r.headers()["content-security-policy"].to_str().unwrap();
+        assert!(csp.contains("script-src 'self'"), "{csp}");
+        let html = r.text().await.unwrap();
+        let forms: Vec<&str> = html.split("<form").skip(1).collect();
+        assert!(!forms.is_empty(), "{page}");
+        for f in forms {
+            let f = &f[..f.find("</form>").unwrap()];
+            if f.contains("method=\"post\"") {
+                assert!(
+                    f.contains("name=\"csrf\""),
+                    "{page}: form without token: {f}"
+                );
+                let at = f.find("name=\"csrf\" value=\"").unwrap() + 19;
+                token = f[at..at + 64].to_string();
+            }
+        }
+    }
+    // A post without the token, or with a wrong one, changes nothing.
+    for body in ["body=hello", "csrf=0000&body=hello"] {
+        let r = http
+            .post(ui.s.url(&format!("/ui/cases/{case}/comment")))
+            .header("cookie", &cookie)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert!(matches!(r.status().as_u16(), 400 | 403), "{body}");
+    }
+    assert!(ui.r.comments(&case).await.unwrap().is_empty());
+    // With the page's token it goes through.
+    let r = http
+        .post(ui.s.url(&format!("/ui/cases/{case}/comment")))
+        .header("cookie", &cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("csrf={token}&body=hello"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(ui.r.comments(&case).await.unwrap().len(), 1);
+    ui.s.stop().await;
+}
