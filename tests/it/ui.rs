@@ -169,6 +169,7 @@ async fn analyst_works_a_case_and_reviewer_approves() {
     // The analyst: team queue -> case -> take it -> start -> disposition -> request close.
     ui.login(&b, "alice").await;
     assert!(b.text("#roles").await.contains("analyst"));
+    assert_eq!(b.count("#nojs").await, 0, "scripts are on here");
     b.goto(&ui.s.url("/ui/queue?view=team")).await;
     b.wait_text("#cases", &case).await;
     if let Some(dir) = screenshot_dir() {
@@ -383,10 +384,13 @@ async fn pages_work_without_javascript() {
     let ui = Ui::start().await;
     ui.user("alice", "Alice Analyst", &[UserRole::Analyst])
         .await;
+    ui.user("rob", "Rob Reviewer", &[UserRole::Reviewer]).await;
     let (_, case) = ui.decide(hit_alert("ui-nojs", "Jon Smyth")).await;
     let case = case.expect("escalated");
     let b = Browser::start(false).await;
     ui.login(&b, "alice").await;
+    // Scripts really are off (the <noscript> note is rendered).
+    assert_eq!(b.count("#nojs").await, 1);
     // Pull-next gives the case and lands on its page.
     b.click("#pull-next").await;
     b.wait_text("#case-id", &case).await;
@@ -397,6 +401,26 @@ async fn pages_work_without_javascript() {
     b.wait_text("#comments", "passport").await;
     b.goto(&ui.s.url("/ui/queue?view=mine&sort=sla")).await;
     b.wait_text("#cases", &case).await;
+    // A SAR filing, approved by a second user, all without scripts.
+    b.goto(&ui.s.url(&format!("/ui/cases/{case}"))).await;
+    b.select("#disp-1", "match").await;
+    b.click(".hit-submit").await;
+    b.wait_text(".hit-disposition", "match").await;
+    b.fill(
+        "#sar-rationale",
+        "Confirmed sanctions match; funds passed through.",
+    )
+    .await;
+    b.click("#request-sar").await;
+    b.wait_text("#case-state", "pending_approval").await;
+    ui.logout(&b).await;
+    ui.login(&b, "rob").await;
+    b.goto(&ui.s.url("/ui/queue?view=team&state=pending_approval"))
+        .await;
+    b.wait_text("#cases", &case).await;
+    b.click("#cases a.case-link").await;
+    b.click("#approve").await;
+    b.wait_text("#case-state", "sar_filed").await;
     ui.logout(&b).await;
     b.quit().await;
     ui.s.stop().await;
