@@ -235,13 +235,10 @@ async fn logout(
         let _ = service(&state).logout(&token, &s.user).await;
     }
     let mut r = see_other("/ui/login");
-    r.headers_mut().insert(
-        header::SET_COOKIE,
-        header::HeaderValue::from_static(
-            "aml_session=; Path=/; Max-Age=0; HttpOnly; Secure; SameSite=Strict",
-        ),
-    );
-    debug_assert!(SESSION_COOKIE == "aml_session");
+    let gone = format!("{SESSION_COOKIE}=; Path=/; Max-Age=0; HttpOnly; Secure; SameSite=Strict");
+    if let Ok(v) = header::HeaderValue::from_str(&gone) {
+        r.headers_mut().insert(header::SET_COOKIE, v);
+    }
     r
 }
 
