@@ -446,7 +446,21 @@ async fn pages_have_no_serious_accessibility_violations() {
     let b = Browser::start(true).await;
     b.goto(&ui.s.url("/ui/login")).await;
     axe_check(&b, "login").await;
-    ui.login(&b, "sam").await;
+    // Keyboard only: Tab to the user id, type, Tab to the password, type, Enter.
+    b.keys(&format!("\u{E004}sam\u{E004}{PASSWORD}\u{E007}"))
+        .await;
+    b.wait_text("#whoami", "sam").await;
+    // The first Tab on a page reaches the skip link, and the focus is drawn.
+    b.goto(&ui.s.url("/ui/queue")).await;
+    b.keys("\u{E004}").await;
+    let focused = b
+        .run(
+            "var e = document.activeElement; var s = getComputedStyle(e); \
+             return [e.className, s.outlineStyle, s.outlineWidth];",
+        )
+        .await;
+    assert_eq!(focused[0], "skip", "{focused}");
+    assert_ne!(focused[1], "none", "no visible focus: {focused}");
     b.goto(&ui.s.url("/ui/queue?view=team")).await;
     axe_check(&b, "queue").await;
     b.goto(&ui.s.url(&format!("/ui/cases/{case}"))).await;

@@ -290,6 +290,36 @@ impl Browser {
             .unwrap_or_default()
     }
 
+    /// Types `keys` on the keyboard into whatever has the focus (WebDriver key codes, e.g.
+    /// `\u{E004}` Tab, `\u{E007}` Enter).
+    pub async fn keys(&self, keys: &str) {
+        let actions: Vec<Value> = keys
+            .chars()
+            .flat_map(|c| {
+                [
+                    json!({"type": "keyDown", "value": c.to_string()}),
+                    json!({"type": "keyUp", "value": c.to_string()}),
+                ]
+            })
+            .collect();
+        self.ok(
+            reqwest::Method::POST,
+            "/actions",
+            Some(json!({"actions": [{"type": "key", "id": "keyboard", "actions": actions}]})),
+        )
+        .await;
+    }
+
+    /// Runs a script in the page and returns its result.
+    pub async fn run(&self, script: &str) -> Value {
+        self.ok(
+            reqwest::Method::POST,
+            "/execute/sync",
+            Some(json!({"script": script, "args": []})),
+        )
+        .await
+    }
+
     /// The value of a cookie (HttpOnly ones too).
     pub async fn cookie(&self, name: &str) -> Option<String> {
         let v = self
