@@ -365,19 +365,33 @@ impl Browser {
     }
 
     /// Ends the session and the driver.
-    pub async fn quit(mut self) {
+    pub async fn quit(self) {
         let _ = self
             .http
             .delete(format!("{}/session/{}", self.base, self.session))
             .send()
             .await;
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
+        // Drop ends the driver (a second DELETE of the ended session is harmless).
     }
 }
 
 impl Drop for Browser {
+    /// A failed test drops the browser without `quit`: end the session (which closes
+    /// Chromium) with a blocking request, then the driver, so no browser is left behind.
     fn drop(&mut self) {
+        use std::io::{Read, Write};
+        if let Some(addr) = self.base.strip_prefix("http://")
+            && let Ok(mut s) = std::net::TcpStream::connect(addr)
+        {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+            let _ = write!(
+                s,
+                "DELETE /session/{} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                self.session
+            );
+            let _ = s.read_to_end(&mut Vec::new());
+        }
         let _ = self.driver.kill();
+        let _ = self.driver.wait();
     }
 }
