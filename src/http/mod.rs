@@ -28,6 +28,8 @@ pub mod openapi;
 pub mod openapi_review;
 mod ops;
 pub mod review;
+mod ui;
+mod ui_chart;
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
@@ -226,7 +228,8 @@ fn api(cfg: &mut web::ServiceConfig) {
             web::resource("/v1/alerts/{id}/decision").route(web::get().to(alerts::get_decision)),
         )
         .service(web::resource("/v1/alerts/{id}/audit").route(web::get().to(alerts::get_audit)))
-        .configure(review::routes);
+        .configure(review::routes)
+        .configure(ui::routes);
 }
 
 /// Starts the server on `listener` (and a metrics-only server on `metrics_listener`) on a

@@ -138,7 +138,7 @@ impl ResponseError for ReviewApiError {
 
 type Result<T> = std::result::Result<T, ReviewApiError>;
 
-fn service(state: &AppState) -> Review {
+pub(super) fn service(state: &AppState) -> Review {
     Review::new(
         state.engine.store().clone(),
         state.engine.metrics().clone(),
@@ -146,7 +146,7 @@ fn service(state: &AppState) -> Review {
     )
 }
 
-fn cookie_token(req: &HttpRequest) -> Option<String> {
+pub(super) fn cookie_token(req: &HttpRequest) -> Option<String> {
     req.headers()
         .get_all(header::COOKIE)
         .filter_map(|v| v.to_str().ok())
@@ -254,14 +254,14 @@ pub async fn login(state: web::Data<AppState>, bytes: web::Bytes) -> Result<Http
         .json(session_json(&s)))
 }
 
-fn session_cookie(token: &str, s: &SessionRecord) -> String {
+pub(super) fn session_cookie(token: &str, s: &SessionRecord) -> String {
     let max_age = (s.expires_at - Utc::now()).num_seconds().max(0);
     format!(
         "{SESSION_COOKIE}={token}; Path=/; Max-Age={max_age}; HttpOnly; Secure; SameSite=Strict"
     )
 }
 
-fn oidc_config(state: &AppState) -> Result<crate::review::oidc::OidcConfig> {
+pub(super) fn oidc_config(state: &AppState) -> Result<crate::review::oidc::OidcConfig> {
     crate::review::oidc::OidcConfig::from_settings(state.engine.settings()).ok_or_else(|| {
         ReviewServiceError::NotFound("OIDC login (OIDC_ISSUER is not configured)".into()).into()
     })
@@ -311,6 +311,19 @@ pub async fn oidc_callback(req: HttpRequest, state: web::Data<AppState>) -> Resu
         }
     };
     let (token, s) = service(&state).oidc_callback(&cfg, &code, &st).await?;
+    // A browser (it asks for HTML) lands on the review pages; API clients get JSON.
+    let wants_html = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/html"));
+    if wants_html {
+        return Ok(HttpResponse::SeeOther()
+            .insert_header((header::SET_COOKIE, session_cookie(&token, &s)))
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .insert_header((header::LOCATION, "/ui/queue"))
+            .finish());
+    }
     Ok(HttpResponse::Ok()
         .insert_header((header::SET_COOKIE, session_cookie(&token, &s)))
         .insert_header((header::CACHE_CONTROL, "no-store"))

@@ -23,3 +23,5 @@ mod store;
 mod store_support;
 mod supervision;
 mod telemetry;
+mod ui;
+mod webdriver;

@@ -754,6 +754,24 @@ async fn oidc_login_with_stub_idp() {
         callback("x".into(), "never-issued".into()).await.status(),
         401
     );
+    // A browser (it asks for HTML) is sent on to the review pages, logged in.
+    let (code, state) = login("idp|olga").await;
+    let resp = browser
+        .get(s.url(&format!(
+            "/v1/session/oidc/callback?code={code}&state={state}"
+        )))
+        .header("accept", "text/html,application/xhtml+xml")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 303);
+    assert_eq!(resp.headers()["location"], "/ui/queue");
+    assert!(
+        resp.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .contains("HttpOnly")
+    );
     // The logins are in the audit chain.
     assert!(s.engine.store().verify(None).await.unwrap().ok);
     s.stop().await;
