@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use actix::{Actor, Context, Handler, ResponseActFuture};
+use actix::{Actor, Context, Handler, ResponseFuture};
 
 use super::agent::{guarded, stoppable};
 use crate::domain::AgentKind;
@@ -95,7 +95,7 @@ fn parse_narrative(text: &str, citable: &[String]) -> Result<String, LlmError> {
 }
 
 impl Handler<BuildContext> for ContextBuilder {
-    type Result = ResponseActFuture<Self, StepResult<CaseContext>>;
+    type Result = ResponseFuture<StepResult<CaseContext>>;
 
     fn handle(&mut self, msg: BuildContext, _ctx: &mut Self::Context) -> Self::Result {
         if let Some(remote) = &self.remote {
@@ -107,7 +107,7 @@ impl Handler<BuildContext> for ContextBuilder {
                     ..Default::default()
                 },
             );
-            return guarded(self, AgentKind::ContextBuilder, &msg.env, call);
+            return guarded(AgentKind::ContextBuilder, &msg.env, call);
         }
         let provider = self.provider.clone();
         let model = self.model.clone();
@@ -167,7 +167,7 @@ impl Handler<BuildContext> for ContextBuilder {
                 meta,
             })
         };
-        guarded(self, AgentKind::ContextBuilder, &msg.env, work)
+        guarded(AgentKind::ContextBuilder, &msg.env, work)
     }
 }
 

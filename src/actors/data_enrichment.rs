@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use actix::{Actor, Context, Handler, ResponseActFuture};
+use actix::{Actor, Context, Handler, ResponseFuture};
 
 use super::agent::{guarded, stoppable};
 use crate::customer_data::CustomerDataClient;
@@ -136,12 +136,12 @@ fn join_error(e: tokio::task::JoinError) -> AgentError {
 }
 
 impl Handler<Enrich> for DataEnrichment {
-    type Result = ResponseActFuture<Self, StepResult<EnrichmentFacts>>;
+    type Result = ResponseFuture<StepResult<EnrichmentFacts>>;
 
     fn handle(&mut self, msg: Enrich, _ctx: &mut Self::Context) -> Self::Result {
         if let Some(remote) = &self.remote {
             let call = remote.call(&msg.env, Default::default());
-            return guarded(self, AgentKind::DataEnrichment, &msg.env, call);
+            return guarded(AgentKind::DataEnrichment, &msg.env, call);
         }
         // One snapshot per alert: a reload swapping lists mid-step cannot mix two versions.
         let refs = self.refs.current();
@@ -172,6 +172,6 @@ impl Handler<Enrich> for DataEnrichment {
                 },
             })
         };
-        guarded(self, AgentKind::DataEnrichment, &msg.env, work)
+        guarded(AgentKind::DataEnrichment, &msg.env, work)
     }
 }

@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use actix::{Actor, Context, Handler, ResponseActFuture};
+use actix::{Actor, Context, Handler, ResponseFuture};
 use serde::Deserialize;
 
 use super::agent::{guarded, stoppable};
@@ -155,7 +155,7 @@ fn parse_proposal(
 }
 
 impl Handler<Decide> for DecisionMaker {
-    type Result = ResponseActFuture<Self, StepResult<DecisionProposal>>;
+    type Result = ResponseFuture<StepResult<DecisionProposal>>;
 
     fn handle(&mut self, msg: Decide, _ctx: &mut Self::Context) -> Self::Result {
         if let Some(remote) = &self.remote {
@@ -168,7 +168,7 @@ impl Handler<Decide> for DecisionMaker {
                     degraded_steps: msg.degraded_steps.clone(),
                 },
             );
-            return guarded(self, AgentKind::DecisionMaker, &msg.env, call);
+            return guarded(AgentKind::DecisionMaker, &msg.env, call);
         }
         let provider = self.provider.clone();
         let model = self.model.clone();
@@ -231,7 +231,7 @@ impl Handler<Decide> for DecisionMaker {
                 meta,
             })
         };
-        guarded(self, AgentKind::DecisionMaker, &msg.env, work)
+        guarded(AgentKind::DecisionMaker, &msg.env, work)
     }
 }
 

@@ -4,6 +4,7 @@
 
 pub mod admission;
 pub mod agent;
+pub mod containment;
 pub mod context_builder;
 pub mod data_enrichment;
 pub mod decision_maker;

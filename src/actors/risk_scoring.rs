@@ -1,6 +1,6 @@
 //! The RiskScoring agent: a 0-100 score with per-factor contributions.
 
-use actix::{Actor, Context, Handler, ResponseActFuture};
+use actix::{Actor, Context, Handler, ResponseFuture};
 
 use super::agent::{guarded, stoppable};
 use super::data_enrichment::DETERMINISTIC;
@@ -52,7 +52,7 @@ impl Actor for RiskScoring {
 stoppable!(RiskScoring);
 
 impl Handler<Score> for RiskScoring {
-    type Result = ResponseActFuture<Self, StepResult<RiskAssessment>>;
+    type Result = ResponseFuture<StepResult<RiskAssessment>>;
 
     fn handle(&mut self, msg: Score, _ctx: &mut Self::Context) -> Self::Result {
         if let Some(remote) = &self.remote {
@@ -63,7 +63,7 @@ impl Handler<Score> for RiskScoring {
                     ..Default::default()
                 },
             );
-            return guarded(self, AgentKind::RiskScoring, &msg.env, call);
+            return guarded(AgentKind::RiskScoring, &msg.env, call);
         }
         let t = self.thresholds;
         let model = self.model.clone();
@@ -79,6 +79,6 @@ impl Handler<Score> for RiskScoring {
                 },
             })
         };
-        guarded(self, AgentKind::RiskScoring, &msg.env, work)
+        guarded(AgentKind::RiskScoring, &msg.env, work)
     }
 }

@@ -21,6 +21,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use super::containment::{contain, contain_async, escalated_proposal};
 use super::context_builder::ContextBuilder;
 use super::data_enrichment::{DETERMINISTIC, DataEnrichment};
 use super::decision_maker::{DecisionMaker, citable_ids, cited_evidence, policy_floor};
@@ -426,7 +427,19 @@ async fn run(shared: &Arc<Shared>, msg: TriageAlert) -> Result<Decision, TriageE
         )
         .await?;
     let verdict = p.check_step(&facts, &risk, &proposal).await?;
-    let proposal = check::apply(proposal, &verdict);
+    let floor = proposal.disposition.max(proposal.policy.disposition);
+    let evidence = proposal.evidence_ids.clone();
+    let proposal = contain(
+        "check_apply",
+        || check::apply(proposal, &verdict),
+        |why| {
+            p.mark_degraded(
+                AgentKind::SupervisorCheck,
+                &format!("applying the verdict panicked: {why}"),
+            );
+            escalated_proposal(&why, floor, evidence)
+        },
+    );
 
     p.journal_committed().await?;
     if proposal.disposition == Disposition::AutoClear {
@@ -494,6 +507,13 @@ impl Progress {
         self.reasons.push(format!(
             "{SHARED_STATE}: Redis unreachable while this alert was processed (caches and leases fell back to this node)"
         ));
+    }
+
+    /// Marks `kind` degraded after its output was already recorded (a later panic in the
+    /// supervisor's own handling of it).
+    fn mark_degraded(&mut self, kind: AgentKind, why: &str) {
+        self.degraded.push(kind.as_str().to_string());
+        self.reasons.push(format!("{kind}: {why}; escalated"));
     }
 
     /// Waits until every journal write queued so far has committed.
@@ -605,15 +625,23 @@ impl Progress {
         let started = Instant::now();
         self.shared.cfg.metrics.step_started(kind.as_str());
         let mut attempt = 0u32;
+        let mut panicked_before = false;
         let outcome = loop {
             attempt += 1;
-            let check = checker.check(&self.alert, facts, risk, proposal, &citable);
+            // Panic-isolated like an agent's request: a panic fails this attempt only.
+            let check = contain_async(async {
+                checker
+                    .check(&self.alert, facts, risk, proposal, &citable)
+                    .await
+            });
             // Dropping the check on timeout cancels its model call.
             let r = tokio::time::timeout(timeout, check)
                 .await
-                .unwrap_or(Err(LlmError::Timeout));
+                .unwrap_or(Err(AgentError::Llm(LlmError::Timeout)));
             match r {
+                Err(AgentError::Panicked(_)) if panicked_before => break r,
                 Err(e) if e.is_retryable() && attempt <= retry.max_retries => {
+                    panicked_before = matches!(e, AgentError::Panicked(_));
                     tokio::time::sleep(retry.delay(attempt, e.retry_after())).await;
                 }
                 other => break other,
@@ -626,7 +654,6 @@ impl Progress {
                 (verdict, meta, None)
             }
             Err(e) => {
-                let e = AgentError::Llm(e);
                 tracing::warn!(agent = %kind, error = %e, attempts = attempt, "supervisor check failed: escalating");
                 let meta = StepMeta::fallback();
                 (
@@ -746,6 +773,7 @@ where
 {
     let timeout = cfg.timeout(kind);
     let mut attempt = 0u32;
+    let mut panicked_before = false;
     loop {
         attempt += 1;
         let error = match slot.current() {
@@ -764,12 +792,8 @@ where
                 };
                 match tokio::time::timeout(timeout + CALLER_GRACE, addr.send(make(env))).await {
                     Ok(Ok(Ok(reply))) => return Ok((reply, attempt)),
-                    Ok(Ok(Err(e))) => {
-                        if let AgentError::Panicked(why) = &e {
-                            slot.report_crash(generation, why);
-                        }
-                        e
-                    }
+                    // A panic failed this request only: the instance is not suspect.
+                    Ok(Ok(Err(e))) => e,
                     Ok(Err(MailboxError::Closed)) => {
                         slot.report_crash(generation, "mailbox closed");
                         AgentError::Stopped
@@ -779,6 +803,12 @@ where
             }
         };
         cfg.metrics.step_error(kind.as_str(), error.kind());
+        let panicked = matches!(error, AgentError::Panicked(_));
+        if panicked && panicked_before {
+            tracing::warn!(agent = %kind, attempt, error = %error, "panicked twice on the same input: deterministic, not retried");
+            return Err((error, attempt));
+        }
+        panicked_before = panicked;
         if !error.is_retryable() || attempt > cfg.retry.max_retries {
             return Err((error, attempt));
         }
@@ -789,8 +819,22 @@ where
 }
 
 /// Enrichment fallback: only what the alert itself says. Every claimed screening hit is
-/// unverifiable, so the alert cannot be cleared.
+/// unverifiable, so the alert cannot be cleared. Panic-isolated: if even that panics, no facts
+/// and a gap saying so (the step is degraded either way, so nothing can clear).
 fn fallback_facts(alert: &Alert, e: &AgentError) -> EnrichmentFacts {
+    contain(
+        "enrichment_fallback",
+        || fallback_facts_inner(alert, e),
+        |why| EnrichmentFacts {
+            gaps: vec![format!(
+                "data enrichment failed ({e}) and its fallback panicked ({why}): no facts"
+            )],
+            ..Default::default()
+        },
+    )
+}
+
+fn fallback_facts_inner(alert: &Alert, e: &AgentError) -> EnrichmentFacts {
     let claims = alert
         .screening_matches()
         .iter()
@@ -855,8 +899,29 @@ fn fallback_context(
 }
 
 /// Decision fallback: the deterministic policy with this step counted as degraded, which
-/// rules out AUTO_CLEAR.
+/// rules out AUTO_CLEAR. Panic-isolated: if the policy itself panics, an L2 escalation.
 fn fallback_proposal(
+    alert: &Alert,
+    facts: &EnrichmentFacts,
+    risk: &RiskAssessment,
+    degraded_before: &[String],
+    t: &Thresholds,
+    e: &AgentError,
+) -> DecisionProposal {
+    contain(
+        "decision_fallback",
+        || fallback_proposal_inner(alert, facts, risk, degraded_before, t, e),
+        |why| {
+            escalated_proposal(
+                &format!("decision maker failed ({e}) and the policy fallback panicked ({why})"),
+                Disposition::EscalateL2,
+                Vec::new(),
+            )
+        },
+    )
+}
+
+fn fallback_proposal_inner(
     alert: &Alert,
     facts: &EnrichmentFacts,
     risk: &RiskAssessment,

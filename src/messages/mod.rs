@@ -81,7 +81,8 @@ pub enum AgentError {
     /// The caller cancelled the work.
     #[error("cancelled")]
     Cancelled,
-    /// The agent panicked; it is being restarted.
+    /// The request's work panicked. Only this request failed; the agent is not restarted. A
+    /// second panic on the same input is deterministic and not retried.
     #[error("agent panicked: {0}")]
     Panicked(String),
     /// The agent's mailbox is closed (it stopped or crashed); it is being restarted.
@@ -96,6 +97,9 @@ pub enum AgentError {
     /// A model call failed.
     #[error("model: {0}")]
     Llm(#[from] LlmError),
+    /// The step's input cannot be processed (deterministic: never retried).
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
     /// A data source failed.
     #[error("data source: {0}")]
     Source(String),
@@ -120,7 +124,7 @@ impl AgentError {
             | AgentError::Source(_) => true,
             AgentError::Llm(e) => e.is_retryable(),
             AgentError::Remote { retryable, .. } => *retryable,
-            AgentError::Cancelled | AgentError::Failed => false,
+            AgentError::Cancelled | AgentError::Failed | AgentError::InvalidInput(_) => false,
         }
     }
 
@@ -143,6 +147,7 @@ impl AgentError {
             AgentError::Failed => "failed",
             AgentError::Llm(_) => "llm",
             AgentError::Source(_) => "source",
+            AgentError::InvalidInput(_) => "invalid_input",
             AgentError::Remote { .. } => "remote",
         }
     }

@@ -143,9 +143,14 @@ impl StepResponse {
                 kind,
                 message,
                 retryable,
-            } => Err(AgentError::Remote {
-                message: format!("{kind}: {message}"),
-                retryable,
+            } => Err(match kind.as_str() {
+                // Kept as a panic so the caller can tell a deterministic one (twice on the
+                // same input) and stop retrying it.
+                "panic" => AgentError::Panicked(message),
+                _ => AgentError::Remote {
+                    message: format!("{kind}: {message}"),
+                    retryable,
+                },
             }),
         }
     }
@@ -520,8 +525,9 @@ impl RemoteAgent {
 }
 
 /// Runs one remote step on this node's local agents (worker side): one attempt under the
-/// request's deadline; the caller counts attempts and retries. A panic restarts the local
-/// agent through its slot, as for a local call.
+/// request's deadline; the caller counts attempts and retries. A panic fails this request
+/// only and is answered like any failure; a stopped local agent is restarted through its slot
+/// (which works from the worker's plain tokio tasks).
 pub async fn serve_step(agents: &Agents, request: StepRequest) -> StepResponse {
     let timeout = Duration::from_millis(request.timeout_ms.max(1));
     let cancel = CancellationToken::new();
@@ -596,12 +602,7 @@ where
         Err(e) => Err(e),
         Ok((addr, generation)) => {
             match tokio::time::timeout(timeout + WORKER_GRACE, addr.send(msg)).await {
-                Ok(Ok(r)) => {
-                    if let Err(AgentError::Panicked(why)) = &r {
-                        slot.report_crash(generation, why);
-                    }
-                    r
-                }
+                Ok(Ok(r)) => r,
                 Ok(Err(MailboxError::Closed)) => {
                     slot.report_crash(generation, "mailbox closed");
                     Err(AgentError::Stopped)
