@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use actix::{Actor, Context, Handler, ResponseFuture};
+use tokio::time::Instant;
 
 use super::agent::{guarded, stoppable};
 use crate::customer_data::CustomerDataClient;
@@ -128,6 +129,14 @@ async fn store_history(
     ))
 }
 
+/// Slots for CPU-bound enrichment work on the blocking pool: one per core.
+fn blocking_slots() -> &'static tokio::sync::Semaphore {
+    static SLOTS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    SLOTS.get_or_init(|| {
+        tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()))
+    })
+}
+
 fn join_error(e: tokio::task::JoinError) -> AgentError {
     match e.try_into_panic() {
         Ok(p) => AgentError::Panicked(super::agent::panic_message(p.as_ref())),
@@ -148,6 +157,7 @@ impl Handler<Enrich> for DataEnrichment {
         let sources = self.sources.clone();
         let model = self.model.clone();
         let alert = msg.env.alert.clone();
+        let deadline = msg.env.deadline;
         let work = async move {
             let (history, gap) = customer_history(&sources, &alert).await?;
             // Screening and typologies are CPU work: keep them off the agent's event loop so
@@ -157,6 +167,17 @@ impl Handler<Enrich> for DataEnrichment {
                 .screening(&alert, &refs)
                 .await
                 .map_err(join_error)?;
+            // Blocking work has a budget: at most one CPU-bound enrichment per core at once
+            // (waiting for a slot is cancelled with the step), and none starts past the
+            // step's deadline. The detectors themselves are linear or bounded in the alert's
+            // transactions, so a started one finishes quickly (see `crate::typologies`).
+            let _slot = blocking_slots()
+                .acquire()
+                .await
+                .map_err(|_| AgentError::Source("blocking work pool closed".into()))?;
+            if Instant::now() >= deadline {
+                return Err(AgentError::Timeout);
+            }
             let mut facts = tokio::task::spawn_blocking(move || {
                 enrich_screened(&alert, &refs, history, outcome)
             })

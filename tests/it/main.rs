@@ -3,6 +3,7 @@
 mod support;
 
 mod admission;
+mod bounded;
 mod deploy;
 mod durability;
 mod failsafe;
