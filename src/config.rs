@@ -15,6 +15,17 @@ use sha2::{Digest, Sha256};
 
 use crate::domain::AgentKind;
 
+/// The environment-key prefix of `agent`'s per-agent settings (`DECISION_MAKER` in
+/// `DECISION_MAKER_MAX_RETRIES`).
+pub fn agent_key_prefix(agent: AgentKind) -> &'static str {
+    match agent {
+        AgentKind::DataEnrichment => "DATA_ENRICHMENT",
+        AgentKind::RiskScoring => "RISK_SCORING",
+        AgentKind::ContextBuilder => "CONTEXT_BUILDER",
+        AgentKind::DecisionMaker | AgentKind::SupervisorCheck => "DECISION_MAKER",
+    }
+}
+
 /// Environment variable naming the TOML configuration file when `--config` is not given.
 pub const CONFIG_FILE_ENV: &str = "AML_TRIAGE_CONFIG";
 
@@ -59,6 +70,18 @@ pub const KNOWN_KEYS: &[&str] = &[
     "MAX_RETRIES",
     "RETRY_BASE_DELAY_MS",
     "RETRY_MAX_DELAY_MS",
+    "DATA_ENRICHMENT_MAX_RETRIES",
+    "DATA_ENRICHMENT_RETRY_BASE_DELAY_MS",
+    "DATA_ENRICHMENT_RETRY_MAX_DELAY_MS",
+    "RISK_SCORING_MAX_RETRIES",
+    "RISK_SCORING_RETRY_BASE_DELAY_MS",
+    "RISK_SCORING_RETRY_MAX_DELAY_MS",
+    "CONTEXT_BUILDER_MAX_RETRIES",
+    "CONTEXT_BUILDER_RETRY_BASE_DELAY_MS",
+    "CONTEXT_BUILDER_RETRY_MAX_DELAY_MS",
+    "DECISION_MAKER_MAX_RETRIES",
+    "DECISION_MAKER_RETRY_BASE_DELAY_MS",
+    "DECISION_MAKER_RETRY_MAX_DELAY_MS",
     "RESTART_MAX",
     "RESTART_WINDOW_SECONDS",
     "RESTART_BACKOFF_MS",
@@ -253,6 +276,42 @@ pub struct Settings {
     pub retry_base_delay_ms: u64,
     /// Cap on one retry delay.
     pub retry_max_delay_ms: u64,
+    /// Per-agent override of `max_retries` (`DATA_ENRICHMENT_MAX_RETRIES`).
+    #[serde(default)]
+    pub data_enrichment_max_retries: Option<u32>,
+    /// Per-agent override of `retry_base_delay_ms`.
+    #[serde(default)]
+    pub data_enrichment_retry_base_delay_ms: Option<u64>,
+    /// Per-agent override of `retry_max_delay_ms`.
+    #[serde(default)]
+    pub data_enrichment_retry_max_delay_ms: Option<u64>,
+    /// Per-agent override of `max_retries` (`RISK_SCORING_MAX_RETRIES`).
+    #[serde(default)]
+    pub risk_scoring_max_retries: Option<u32>,
+    /// Per-agent override of `retry_base_delay_ms`.
+    #[serde(default)]
+    pub risk_scoring_retry_base_delay_ms: Option<u64>,
+    /// Per-agent override of `retry_max_delay_ms`.
+    #[serde(default)]
+    pub risk_scoring_retry_max_delay_ms: Option<u64>,
+    /// Per-agent override of `max_retries` (`CONTEXT_BUILDER_MAX_RETRIES`).
+    #[serde(default)]
+    pub context_builder_max_retries: Option<u32>,
+    /// Per-agent override of `retry_base_delay_ms`.
+    #[serde(default)]
+    pub context_builder_retry_base_delay_ms: Option<u64>,
+    /// Per-agent override of `retry_max_delay_ms`.
+    #[serde(default)]
+    pub context_builder_retry_max_delay_ms: Option<u64>,
+    /// Per-agent override of `max_retries` (`DECISION_MAKER_MAX_RETRIES`).
+    #[serde(default)]
+    pub decision_maker_max_retries: Option<u32>,
+    /// Per-agent override of `retry_base_delay_ms`.
+    #[serde(default)]
+    pub decision_maker_retry_base_delay_ms: Option<u64>,
+    /// Per-agent override of `retry_max_delay_ms`.
+    #[serde(default)]
+    pub decision_maker_retry_max_delay_ms: Option<u64>,
     /// Restarts allowed per agent within `restart_window_seconds` before it is marked failed.
     pub restart_max: u32,
     /// Window of the restart-intensity limit.
@@ -438,6 +497,18 @@ impl Default for Settings {
             max_retries: 3,
             retry_base_delay_ms: 200,
             retry_max_delay_ms: 10_000,
+            data_enrichment_max_retries: None,
+            data_enrichment_retry_base_delay_ms: None,
+            data_enrichment_retry_max_delay_ms: None,
+            risk_scoring_max_retries: None,
+            risk_scoring_retry_base_delay_ms: None,
+            risk_scoring_retry_max_delay_ms: None,
+            context_builder_max_retries: None,
+            context_builder_retry_base_delay_ms: None,
+            context_builder_retry_max_delay_ms: None,
+            decision_maker_max_retries: None,
+            decision_maker_retry_base_delay_ms: None,
+            decision_maker_retry_max_delay_ms: None,
             restart_max: 5,
             restart_window_seconds: 60.0,
             restart_backoff_ms: 100,
@@ -690,6 +761,19 @@ impl Settings {
                 "RETRY_BASE_DELAY_MS",
                 "must not exceed RETRY_MAX_DELAY_MS",
             ));
+        }
+        for agent in AgentKind::ALL {
+            let (max_retries, base, max) = self.agent_retry(agent);
+            let prefix = agent_key_prefix(agent);
+            if max_retries > 20 {
+                return Err(bad(&format!("{prefix}_MAX_RETRIES"), "must be at most 20"));
+            }
+            if base > max {
+                return Err(bad(
+                    &format!("{prefix}_RETRY_BASE_DELAY_MS"),
+                    format!("must not exceed {prefix}_RETRY_MAX_DELAY_MS (or RETRY_MAX_DELAY_MS)"),
+                ));
+            }
         }
         if self.restart_max == 0 {
             return Err(bad("RESTART_MAX", "must be at least 1"));
@@ -1034,6 +1118,39 @@ impl Settings {
         Duration::from_secs_f64(o.unwrap_or(self.agent_timeout_seconds))
     }
 
+    /// Retry policy of `agent` as `(max retries, base delay ms, max delay ms)`: its
+    /// `{AGENT}_MAX_RETRIES`, `{AGENT}_RETRY_BASE_DELAY_MS` and `{AGENT}_RETRY_MAX_DELAY_MS`,
+    /// each defaulting to the global key. The supervisor check follows the decision maker's.
+    pub fn agent_retry(&self, agent: AgentKind) -> (u32, u64, u64) {
+        let (n, base, max) = match agent {
+            AgentKind::DataEnrichment => (
+                self.data_enrichment_max_retries,
+                self.data_enrichment_retry_base_delay_ms,
+                self.data_enrichment_retry_max_delay_ms,
+            ),
+            AgentKind::RiskScoring => (
+                self.risk_scoring_max_retries,
+                self.risk_scoring_retry_base_delay_ms,
+                self.risk_scoring_retry_max_delay_ms,
+            ),
+            AgentKind::ContextBuilder => (
+                self.context_builder_max_retries,
+                self.context_builder_retry_base_delay_ms,
+                self.context_builder_retry_max_delay_ms,
+            ),
+            AgentKind::DecisionMaker | AgentKind::SupervisorCheck => (
+                self.decision_maker_max_retries,
+                self.decision_maker_retry_base_delay_ms,
+                self.decision_maker_retry_max_delay_ms,
+            ),
+        };
+        (
+            n.unwrap_or(self.max_retries),
+            base.unwrap_or(self.retry_base_delay_ms),
+            max.unwrap_or(self.retry_max_delay_ms),
+        )
+    }
+
     /// Model configured for `agent`.
     pub fn agent_model(&self, agent: AgentKind) -> &str {
         match agent {
@@ -1060,6 +1177,16 @@ impl Settings {
             "providers": self.llm_providers().map(|(_, p)| p),
             "max_retries": self.max_retries,
         });
+        let mut relevant = relevant;
+        // Per-agent retry overrides join the hash only when set, so configurations without
+        // them keep their version.
+        let overrides: Vec<u32> = AgentKind::ALL
+            .iter()
+            .map(|a| self.agent_retry(*a).0)
+            .collect();
+        if overrides.iter().any(|n| *n != self.max_retries) {
+            relevant["agent_max_retries"] = serde_json::json!(overrides);
+        }
         let digest = Sha256::digest(relevant.to_string().as_bytes());
         format!("cfg-{}", &hex::encode(digest)[..12])
     }

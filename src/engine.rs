@@ -538,11 +538,14 @@ async fn build(
     });
     let cfg = PipelineConfig {
         thresholds: t,
-        retry: RetryPolicy {
-            max_retries: settings.max_retries,
-            base: Duration::from_millis(settings.retry_base_delay_ms),
-            max: Duration::from_millis(settings.retry_max_delay_ms),
-        },
+        retries: AgentKind::ALL.map(|k| {
+            let (max_retries, base, max) = settings.agent_retry(k);
+            RetryPolicy {
+                max_retries,
+                base: Duration::from_millis(base),
+                max: Duration::from_millis(max),
+            }
+        }),
         timeouts: AgentKind::ALL.map(|k| settings.agent_timeout(k)),
         versions: AuditVersions {
             policy_version: POLICY_VERSION.to_string(),

@@ -267,6 +267,13 @@ mod tests {
             assert!(d <= window, "attempt {attempt}: {d:?} > {window:?}");
         }
         assert!(p.delay(1, Some(Duration::from_secs(3))) >= Duration::from_secs(3));
+        // Growth: the jitter window doubles per attempt, so the largest of many draws does.
+        let largest = |attempt| (0..400).map(|_| p.delay(attempt, None)).max().unwrap();
+        assert!(largest(1) <= Duration::from_millis(100));
+        assert!(largest(2) > Duration::from_millis(150), "{:?}", largest(2));
+        assert!(largest(4) > Duration::from_millis(600), "{:?}", largest(4));
+        // ...up to the cap.
+        assert!(largest(10) <= p.max && largest(10) > Duration::from_millis(900));
     }
 
     struct Idle;

@@ -95,8 +95,8 @@ impl Agents {
 pub struct PipelineConfig {
     /// Policy thresholds.
     pub thresholds: Thresholds,
-    /// Retry policy shared by the steps.
-    pub retry: RetryPolicy,
+    /// Per-agent retry policies, in [`AgentKind::ALL`] order.
+    pub retries: [RetryPolicy; 4],
     /// Per-agent timeouts, in [`AgentKind::ALL`] order.
     pub timeouts: [Duration; 4],
     /// Policy, config and list versions recorded with every step.
@@ -115,6 +115,12 @@ impl PipelineConfig {
         // DecisionMaker's timeout.
         let i = (kind as usize).min(AgentKind::DecisionMaker as usize);
         self.timeouts[i]
+    }
+
+    fn retry(&self, kind: AgentKind) -> RetryPolicy {
+        // The supervisor check follows the DecisionMaker's policy, like its timeout.
+        let i = (kind as usize).min(AgentKind::DecisionMaker as usize);
+        self.retries[i]
     }
 }
 
@@ -620,7 +626,7 @@ impl Progress {
             return Ok(done);
         }
         let checker = self.shared.agents.checker.clone();
-        let (timeout, retry) = (self.shared.cfg.timeout(kind), self.shared.cfg.retry);
+        let (timeout, retry) = (self.shared.cfg.timeout(kind), self.shared.cfg.retry(kind));
         let citable = citable_ids(facts, risk);
         let started = Instant::now();
         self.shared.cfg.metrics.step_started(kind.as_str());
@@ -772,6 +778,7 @@ where
     O: Send + 'static,
 {
     let timeout = cfg.timeout(kind);
+    let retry = cfg.retry(kind);
     let mut attempt = 0u32;
     let mut panicked_before = false;
     loop {
@@ -809,10 +816,10 @@ where
             return Err((error, attempt));
         }
         panicked_before = panicked;
-        if !error.is_retryable() || attempt > cfg.retry.max_retries {
+        if !error.is_retryable() || attempt > retry.max_retries {
             return Err((error, attempt));
         }
-        let delay = cfg.retry.delay(attempt, error.retry_after());
+        let delay = retry.delay(attempt, error.retry_after());
         tracing::warn!(agent = %kind, attempt, error = %error, delay_ms = delay.as_millis() as u64, "step attempt failed: retrying");
         tokio::time::sleep(delay).await;
     }

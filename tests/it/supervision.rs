@@ -322,3 +322,59 @@ async fn non_retryable_errors_are_not_retried() {
     assert_ne!(d.disposition, Disposition::AutoClear);
     engine.shutdown().await;
 }
+
+/// Issue 16: each agent has its own retry policy (`{AGENT}_MAX_RETRIES`, ...), the global keys
+/// being the defaults.
+#[tokio::test]
+async fn retry_policy_is_per_agent() {
+    let env: std::collections::HashMap<String, String> = [
+        ("MAX_RETRIES", "3"),
+        ("DECISION_MAKER_MAX_RETRIES", "0"),
+        ("CONTEXT_BUILDER_RETRY_BASE_DELAY_MS", "5"),
+        ("CONTEXT_BUILDER_RETRY_MAX_DELAY_MS", "20"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let loaded = aml_triage::Settings::load_from(None, &env).unwrap();
+    assert_eq!(loaded.agent_retry(AgentKind::DecisionMaker).0, 0);
+    assert_eq!(loaded.agent_retry(AgentKind::SupervisorCheck).0, 0);
+    assert_eq!(loaded.agent_retry(AgentKind::ContextBuilder), (3, 5, 20));
+    assert_eq!(
+        loaded.agent_retry(AgentKind::RiskScoring),
+        (3, loaded.retry_base_delay_ms, loaded.retry_max_delay_ms)
+    );
+    let mut bad = env.clone();
+    bad.insert("RISK_SCORING_RETRY_BASE_DELAY_MS".into(), "999999".into());
+    let e = aml_triage::Settings::load_from(None, &bad).unwrap_err();
+    assert!(
+        e.to_string().contains("RISK_SCORING_RETRY_BASE_DELAY_MS"),
+        "{e}"
+    );
+
+    let s = aml_triage::Settings {
+        max_retries: 3,
+        decision_maker_max_retries: Some(0),
+        ..settings()
+    };
+    let fail = || Behaviour::Fail(LlmError::Server { status: 503 });
+    let script = Scripted::new(AgentKind::DecisionMaker, vec![fail()]);
+    let engine = engine_with(s.clone(), Arc::new(ScriptedProvider(script.clone()))).await;
+    let d = engine
+        .submit_json(&clean_alert("per-agent-1"))
+        .await
+        .unwrap();
+    assert_eq!(script.calls(), 1, "DECISION_MAKER_MAX_RETRIES=0: no retry");
+    assert_eq!(d.agents[3].attempts, 1);
+    engine.shutdown().await;
+
+    let script = Scripted::new(AgentKind::ContextBuilder, vec![fail()]);
+    let engine = engine_with(s, Arc::new(ScriptedProvider(script.clone()))).await;
+    let d = engine
+        .submit_json(&clean_alert("per-agent-2"))
+        .await
+        .unwrap();
+    assert_eq!(script.calls(), 4, "the context builder keeps MAX_RETRIES=3");
+    assert_eq!(d.agents[2].attempts, 4);
+    engine.shutdown().await;
+}
