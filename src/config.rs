@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::domain::AgentKind;
+use crate::domain::policy::Thresholds;
 
 /// The environment-key prefix of `agent`'s per-agent settings (`DECISION_MAKER` in
 /// `DECISION_MAKER_MAX_RETRIES`).
@@ -23,6 +24,34 @@ pub fn agent_key_prefix(agent: AgentKind) -> &'static str {
         AgentKind::RiskScoring => "RISK_SCORING",
         AgentKind::ContextBuilder => "CONTEXT_BUILDER",
         AgentKind::DecisionMaker | AgentKind::SupervisorCheck => "DECISION_MAKER",
+    }
+}
+
+/// Default `ANTHROPIC_BASE_URL`.
+pub const ANTHROPIC_DEFAULT_BASE_URL: &str = "https://api.anthropic.com";
+/// Default `OPENAI_BASE_URL`.
+pub const OPENAI_DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
+
+/// How the JSON answer is requested (`OPENAI_RESPONSE_FORMAT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JsonMode {
+    /// `{"type":"json_object"}`: any JSON object; the schema is in the prompt.
+    JsonObject,
+    /// `{"type":"json_schema","json_schema":{"name","schema"}}` (OpenAI structured outputs).
+    JsonSchema,
+    /// `{"type":"json_object","schema":{...}}` (llama-cpp-python's server).
+    JsonObjectSchema,
+}
+
+impl JsonMode {
+    /// Parses the config value.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "json_object" => Some(Self::JsonObject),
+            "json_schema" => Some(Self::JsonSchema),
+            "json_object_schema" => Some(Self::JsonObjectSchema),
+            _ => None,
+        }
     }
 }
 
@@ -174,7 +203,7 @@ pub struct ApiKeys(pub Vec<String>);
 impl Serialize for ApiKeys {
     // Like `ApiKey`: serialised settings (dumps, `Settings`' Debug) must not carry the keys.
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(self.0.iter().map(|_| crate::llm::secret::REDACTED))
+        s.collect_seq(self.0.iter().map(|_| crate::secret::REDACTED))
     }
 }
 
@@ -378,12 +407,12 @@ pub struct Settings {
     pub supervisor_provider: String,
     /// Anthropic API key (required when a provider is `anthropic`); never logged.
     #[serde(default)]
-    pub anthropic_api_key: Option<crate::llm::secret::ApiKey>,
+    pub anthropic_api_key: Option<crate::secret::ApiKey>,
     /// Anthropic API base URL.
     pub anthropic_base_url: String,
     /// OpenAI API key (required for api.openai.com; optional for local servers); never logged.
     #[serde(default)]
-    pub openai_api_key: Option<crate::llm::secret::ApiKey>,
+    pub openai_api_key: Option<crate::secret::ApiKey>,
     /// OpenAI-compatible API base URL, including `/v1`.
     pub openai_base_url: String,
     /// How JSON is requested: `json_object`, `json_schema` or `json_object_schema`.
@@ -440,7 +469,7 @@ pub struct Settings {
     pub external_data_api_url: Option<String>,
     /// Key sent to the customer-data API; never logged.
     #[serde(default)]
-    pub external_data_api_key: Option<crate::llm::secret::ApiKey>,
+    pub external_data_api_key: Option<crate::secret::ApiKey>,
     /// Per-attempt timeout of one customer-data request.
     pub external_data_timeout_seconds: f64,
     /// Retries of a failed customer-data request (timeouts, 429, 5xx).
@@ -482,11 +511,11 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Self {
-            auto_clear_threshold: 0.85,
-            escalate_l2_threshold: 0.70,
-            risk_score_medium_threshold: 40.0,
-            risk_score_high_threshold: 70.0,
-            risk_score_severe_threshold: 85.0,
+            auto_clear_threshold: Thresholds::DEFAULT.auto_clear_confidence,
+            escalate_l2_threshold: Thresholds::DEFAULT.escalate_l2_confidence,
+            risk_score_medium_threshold: Thresholds::DEFAULT.medium_score,
+            risk_score_high_threshold: Thresholds::DEFAULT.high_score,
+            risk_score_severe_threshold: Thresholds::DEFAULT.severe_score,
             max_concurrent_alerts: 100,
             admission_wait_seconds: 30.0,
             agent_timeout_seconds: 30.0,
@@ -540,9 +569,9 @@ impl Default for Settings {
             decision_maker_provider: "offline".into(),
             supervisor_provider: "offline".into(),
             anthropic_api_key: None,
-            anthropic_base_url: crate::llm::anthropic::DEFAULT_BASE_URL.into(),
+            anthropic_base_url: ANTHROPIC_DEFAULT_BASE_URL.into(),
             openai_api_key: None,
-            openai_base_url: crate::llm::openai::DEFAULT_BASE_URL.into(),
+            openai_base_url: OPENAI_DEFAULT_BASE_URL.into(),
             openai_response_format: "json_object".into(),
             llm_request_timeout_seconds: 30.0,
             llm_pii_minimisation: true,
@@ -1041,8 +1070,7 @@ impl Settings {
             }
         }
         let uses = |name: &str| providers.iter().find(|(_, p)| *p == name).map(|(k, _)| *k);
-        let blank =
-            |k: &Option<crate::llm::secret::ApiKey>| k.as_ref().is_none_or(|k| k.is_blank());
+        let blank = |k: &Option<crate::secret::ApiKey>| k.as_ref().is_none_or(|k| k.is_blank());
         if let Some(by) = uses("anthropic")
             && blank(&self.anthropic_api_key)
         {
@@ -1053,7 +1081,7 @@ impl Settings {
         }
         if let Some(by) = uses("openai")
             && blank(&self.openai_api_key)
-            && self.openai_base_url.trim_end_matches('/') == crate::llm::openai::DEFAULT_BASE_URL
+            && self.openai_base_url.trim_end_matches('/') == OPENAI_DEFAULT_BASE_URL
         {
             return Err(bad(
                 "OPENAI_API_KEY",
@@ -1068,7 +1096,7 @@ impl Settings {
                 return Err(bad(key, format!("must be an http(s) URL, got {url:?}")));
             }
         }
-        if crate::llm::openai::JsonMode::parse(&self.openai_response_format).is_none() {
+        if JsonMode::parse(&self.openai_response_format).is_none() {
             return Err(bad(
                 "OPENAI_RESPONSE_FORMAT",
                 "must be json_object, json_schema or json_object_schema".into(),
@@ -1081,8 +1109,7 @@ impl Settings {
                 format!("must be a number of seconds in (0, 3600], got {t}"),
             ));
         }
-        crate::llm::pricing::PriceTable::parse(&self.llm_prices)
-            .map_err(|m| bad("LLM_PRICES", m))?;
+        crate::pricing::PriceTable::parse(&self.llm_prices).map_err(|m| bad("LLM_PRICES", m))?;
         if self.llm_circuit_failures == 0 {
             return Err(bad("LLM_CIRCUIT_FAILURES", "must be at least 1".into()));
         }

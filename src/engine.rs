@@ -958,7 +958,7 @@ impl Engine {
     /// Runs one step sent by another node on this engine's local agents (worker mode, see
     /// [`crate::worker`]). One attempt; the sending supervisor retries.
     pub async fn run_remote_step(&self, request: StepRequest) -> StepResponse {
-        crate::mq::remote::serve_step(&self.agents, request).await
+        crate::actors::serve::serve_step(&self.agents, request).await
     }
 
     /// Adds a RabbitMQ link (the bridge's, a worker's) to what `/ready` checks.

@@ -33,6 +33,7 @@
 //!   [`worker`]: worker mode, serving agents to other nodes.
 
 pub mod actors;
+pub mod bridge;
 pub mod checkpoint;
 pub mod config;
 pub mod customer_data;
@@ -46,8 +47,11 @@ pub mod llm;
 pub mod messages;
 pub mod metrics;
 pub mod mq;
+pub mod pricing;
+pub mod protocol;
 pub mod reference;
 pub mod screening;
+pub mod secret;
 pub mod state;
 pub mod store;
 pub mod telemetry;

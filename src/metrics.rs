@@ -20,8 +20,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use crate::actors::supervision::{AgentHealth, AgentStatus};
 use crate::error::TriageError;
+use crate::protocol::{AgentHealth, AgentStatus};
 
 /// Prefix of every metric name.
 pub const PREFIX: &str = "aml_triage";

@@ -18,8 +18,8 @@ use crate::reference::ReferenceHandle;
 use crate::state::cache::Caches;
 use crate::store::Store;
 
-/// Provider name recorded for steps that involve no model.
-pub const DETERMINISTIC: &str = "deterministic";
+/// Provider name recorded for steps that involve no model (see [`crate::protocol`]).
+pub use crate::protocol::DETERMINISTIC;
 
 /// Where enrichment gets what the alert does not carry.
 #[derive(Clone)]

@@ -9,5 +9,6 @@ pub mod context_builder;
 pub mod data_enrichment;
 pub mod decision_maker;
 pub mod risk_scoring;
+pub mod serve;
 pub mod supervision;
 pub mod supervisor;

@@ -18,7 +18,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use actix::{Actor, Addr};
-use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use crate::domain::AgentKind;
@@ -73,30 +72,8 @@ impl RetryPolicy {
     }
 }
 
-/// Health of one agent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AgentStatus {
-    /// Serving.
-    Running,
-    /// Between a crash and its restart.
-    Restarting,
-    /// Past its restart limit: alerts take the degraded path.
-    Failed,
-}
-
-/// A snapshot of an agent's health.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AgentHealth {
-    /// Which agent.
-    pub agent: AgentKind,
-    /// Its status.
-    pub status: AgentStatus,
-    /// Restarts since the engine started.
-    pub restarts_total: u64,
-    /// Instance number (0 for the first).
-    pub generation: u64,
-}
+// Health types live in the step protocol; re-exported here.
+pub use crate::protocol::{AgentHealth, AgentStatus};
 
 struct SlotState<A: Actor> {
     addr: Addr<A>,

@@ -12,11 +12,11 @@ use super::structured::{Outcome, bracketed, complete_validated, extract_json};
 use super::{LlmError, LlmProvider, LlmRequest, LlmTask, pii};
 use crate::domain::AgentKind;
 use crate::domain::alert::Alert;
+use crate::domain::decision::DecisionProposal;
 use crate::domain::decision::Disposition;
 use crate::domain::facts::EnrichmentFacts;
 use crate::domain::policy::{self, Thresholds};
 use crate::domain::scoring::RiskAssessment;
-use crate::messages::decision::DecisionProposal;
 
 /// Output limit for verdicts.
 const CHECK_MAX_TOKENS: u32 = 400;

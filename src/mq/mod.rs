@@ -11,7 +11,6 @@
 //!
 //! Queue names and settings per topology are in `docs/deployment.md`.
 
-pub mod bridge;
 pub mod remote;
 
 use std::sync::Arc;

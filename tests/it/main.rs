@@ -11,6 +11,7 @@ mod faults;
 mod http;
 mod http_support;
 mod input;
+mod layering;
 mod lists;
 mod llm;
 mod mq;
