@@ -1178,17 +1178,6 @@ impl Settings {
         )
     }
 
-    /// Model configured for `agent`.
-    pub fn agent_model(&self, agent: AgentKind) -> &str {
-        match agent {
-            AgentKind::DataEnrichment => &self.data_enrichment_model,
-            AgentKind::RiskScoring => &self.risk_scoring_model,
-            AgentKind::ContextBuilder => &self.context_builder_model,
-            AgentKind::DecisionMaker => &self.decision_maker_model,
-            AgentKind::SupervisorCheck => &self.supervisor_model,
-        }
-    }
-
     /// A short hash of the decision-relevant settings, recorded with every decision so an
     /// auditor can tell which configuration produced it.
     pub fn config_version(&self) -> String {

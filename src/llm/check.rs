@@ -258,9 +258,40 @@ mod tests {
             parse_verdict(r#"{"consistent":true,"escalate_to":"AUTO_CLEAR","confidence":1.0}"#)
                 .unwrap();
         assert_eq!(clear.escalate_to, Some(Disposition::AutoClear));
-        assert_eq!(
-            Disposition::EscalateL2.max(clear.escalate_to.unwrap()),
-            Disposition::EscalateL2
-        );
+        // `apply` itself: for every disposition and every verdict, never lower, and confidence
+        // only lowered.
+        let all = [
+            Disposition::AutoClear,
+            Disposition::EscalateL2,
+            Disposition::EscalateL3,
+            Disposition::EscalateSar,
+            Disposition::BlockTransaction,
+        ];
+        let proposal =
+            |d: Disposition| crate::actors::containment::escalated_proposal("test", d, vec![]);
+        for from in all {
+            for to in all.map(Some).into_iter().chain([None]) {
+                for consistent in [true, false] {
+                    let mut p = proposal(from);
+                    p.disposition = from;
+                    p.confidence = 0.6;
+                    let v = CheckVerdict {
+                        consistent,
+                        escalate_to: to,
+                        confidence: Some(0.9),
+                        findings: vec![],
+                    };
+                    let out = apply(p, &v);
+                    assert!(out.disposition >= from, "{from:?} {to:?} {consistent}");
+                    assert!(out.confidence <= 0.6);
+                    if !consistent {
+                        assert!(out.disposition >= Disposition::EscalateL2);
+                    }
+                }
+            }
+        }
+        let mut p = proposal(Disposition::EscalateL2);
+        p.disposition = Disposition::EscalateL3;
+        assert_eq!(apply(p, &clear).disposition, Disposition::EscalateL3);
     }
 }

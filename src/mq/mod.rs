@@ -270,16 +270,6 @@ pub fn text_header(value: &str) -> AMQPValue {
     AMQPValue::LongString(LongString::from(value))
 }
 
-/// A string header of a message, if present.
-pub fn header_text(properties: &BasicProperties, key: &str) -> Option<String> {
-    let headers = properties.headers().as_ref()?;
-    match headers.inner().get(key)? {
-        AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
-        AMQPValue::ShortString(s) => Some(s.as_str().to_string()),
-        _ => None,
-    }
-}
-
 /// Exponential reconnection backoff with jitter: 0.5 s doubling to 30 s, reset once a
 /// connection is up.
 #[derive(Debug, Clone)]
