@@ -452,13 +452,13 @@ async fn build(
 ) -> Result<Parts, StartError> {
     let state_outages = crate::state::OutageWatch::new(sources.caches.state().clone());
     let remote_kinds = settings.remote_agent_kinds();
-    let remote_for = |kind: AgentKind| -> Option<RemoteAgent> {
+    let remote_for = |kind: AgentKind| -> Option<Arc<dyn crate::protocol::RemoteSteps>> {
         let client = remote.as_ref().filter(|_| remote_kinds.contains(&kind))?;
-        Some(RemoteAgent::new(
+        Some(Arc::new(RemoteAgent::new(
             client.clone(),
             kind,
             &settings.amqp_agent_queue_prefix,
-        ))
+        )))
     };
     let restart = RestartPolicy {
         max_restarts: settings.restart_max,

@@ -15,6 +15,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::domain::AgentKind;
 use crate::domain::alert::Alert;
+use crate::domain::context::CaseContext;
+use crate::domain::facts::EnrichmentFacts;
+use crate::domain::scoring::RiskAssessment;
 
 /// Provider name recorded for steps that involve no model.
 pub const DETERMINISTIC: &str = "deterministic";
@@ -233,4 +236,153 @@ pub struct AgentHealth {
     pub restarts_total: u64,
     /// Instance number (0 for the first).
     pub generation: u64,
+}
+
+/// The earlier steps' outputs a step needs (empty for enrichment).
+#[derive(Debug, Clone, Default)]
+pub struct StepInputs {
+    /// Enrichment facts.
+    pub facts: Option<EnrichmentFacts>,
+    /// Risk assessment.
+    pub risk: Option<RiskAssessment>,
+    /// Case context.
+    pub context: Option<CaseContext>,
+    /// Steps that degraded before this one.
+    pub degraded_steps: Vec<String>,
+}
+
+/// Where an agent's steps run when they do not run in this process: implemented by the
+/// RabbitMQ remote agent (`crate::mq::remote::RemoteAgent`). The engine hands one to each agent
+/// listed in `REMOTE_AGENTS`; the agents hold it as `Arc<dyn RemoteSteps>`, so they never import
+/// the message queue, and the message queue never imports them.
+pub trait RemoteSteps: Send + Sync {
+    /// Runs one step elsewhere; the output comes back as JSON (see [`call_remote`]). Dropping
+    /// the future forgets the call.
+    fn call_json(
+        &self,
+        env: &StepEnvelope,
+        inputs: StepInputs,
+    ) -> futures_util::future::LocalBoxFuture<'static, StepResult<serde_json::Value>>;
+}
+
+/// Runs one step through `remote` and reads its output as `O`.
+pub fn call_remote<O: serde::de::DeserializeOwned + 'static>(
+    remote: &dyn RemoteSteps,
+    env: &StepEnvelope,
+    inputs: StepInputs,
+) -> impl std::future::Future<Output = StepResult<O>> + 'static {
+    let call = remote.call_json(env, inputs);
+    async move {
+        let reply = call.await?;
+        serde_json::from_value(reply.output)
+            .map(|output| StepReply {
+                output,
+                meta: reply.meta,
+            })
+            .map_err(|e| AgentError::Remote {
+                message: format!("unreadable output from worker: {e}"),
+                retryable: true,
+            })
+    }
+}
+
+/// One step of one alert, as sent to a worker.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StepRequest {
+    /// Which agent must run it.
+    pub agent: AgentKind,
+    /// The alert.
+    pub alert: Alert,
+    /// 1-based attempt number, as the supervisor counts them.
+    pub attempt: u32,
+    /// Time left for the step when it was sent, in milliseconds.
+    pub timeout_ms: u64,
+    /// Enrichment facts (scoring, context, decision).
+    #[serde(default)]
+    pub facts: Option<EnrichmentFacts>,
+    /// Risk assessment (context, decision).
+    #[serde(default)]
+    pub risk: Option<RiskAssessment>,
+    /// Case context (decision).
+    #[serde(default)]
+    pub context: Option<CaseContext>,
+    /// Steps that degraded before this one (decision).
+    #[serde(default)]
+    pub degraded_steps: Vec<String>,
+}
+
+/// A worker's answer to one [`StepRequest`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum StepResponse {
+    /// The step's output and provenance.
+    Ok {
+        /// The output (the agent's output type as JSON).
+        output: serde_json::Value,
+        /// Provenance.
+        meta: StepMeta,
+    },
+    /// The step failed on the worker.
+    Failed {
+        /// The error kind (as in the `agent_step_errors` metric).
+        kind: String,
+        /// What failed.
+        message: String,
+        /// Whether another attempt may succeed.
+        retryable: bool,
+    },
+}
+
+impl StepResponse {
+    /// The response for a local step result.
+    pub fn from_result<O: Serialize>(result: StepResult<O>) -> Self {
+        match result {
+            Ok(reply) => match serde_json::to_value(&reply.output) {
+                Ok(output) => StepResponse::Ok {
+                    output,
+                    meta: reply.meta,
+                },
+                Err(e) => StepResponse::failed("encode", e, false),
+            },
+            Err(e) => StepResponse::Failed {
+                kind: e.kind().to_string(),
+                message: e.to_string(),
+                retryable: e.is_retryable(),
+            },
+        }
+    }
+
+    /// A failure response.
+    pub fn failed(kind: &str, message: impl std::fmt::Display, retryable: bool) -> Self {
+        StepResponse::Failed {
+            kind: kind.to_string(),
+            message: message.to_string(),
+            retryable,
+        }
+    }
+
+    /// Back to the step result the supervisor expects.
+    pub fn into_result<O: serde::de::DeserializeOwned>(self) -> StepResult<O> {
+        match self {
+            StepResponse::Ok { output, meta } => serde_json::from_value(output)
+                .map(|output| StepReply { output, meta })
+                .map_err(|e| AgentError::Remote {
+                    message: format!("unreadable output from worker: {e}"),
+                    retryable: true,
+                }),
+            StepResponse::Failed {
+                kind,
+                message,
+                retryable,
+            } => Err(match kind.as_str() {
+                // Kept as a panic so the caller can tell a deterministic one (twice on the
+                // same input) and stop retrying it.
+                "panic" => AgentError::Panicked(message),
+                _ => AgentError::Remote {
+                    message: format!("{kind}: {message}"),
+                    retryable,
+                },
+            }),
+        }
+    }
 }

@@ -13,7 +13,7 @@ use crate::domain::enrichment::enrich_screened;
 use crate::domain::facts::{CustomerHistory, EnrichmentFacts};
 use crate::messages::enrichment::Enrich;
 use crate::messages::{AgentError, StepMeta, StepReply, StepResult};
-use crate::mq::remote::RemoteAgent;
+use crate::protocol::{RemoteSteps, StepInputs, call_remote};
 use crate::reference::ReferenceHandle;
 use crate::state::cache::Caches;
 use crate::store::Store;
@@ -35,7 +35,7 @@ pub struct Sources {
 /// The DataEnrichment agent.
 pub struct DataEnrichment {
     /// Set when this agent is listed in `REMOTE_AGENTS`: its steps run on a worker, over RabbitMQ.
-    remote: Option<RemoteAgent>,
+    remote: Option<std::sync::Arc<dyn RemoteSteps>>,
     refs: Arc<ReferenceHandle>,
     sources: Sources,
     model: String,
@@ -63,7 +63,7 @@ impl DataEnrichment {
 impl DataEnrichment {
     /// Hands this agent's steps to `remote` (a worker over RabbitMQ) instead of running them
     /// here; `None` keeps them local.
-    pub fn with_remote(mut self, remote: Option<RemoteAgent>) -> Self {
+    pub fn with_remote(mut self, remote: Option<std::sync::Arc<dyn RemoteSteps>>) -> Self {
         self.remote = remote;
         self
     }
@@ -149,7 +149,7 @@ impl Handler<Enrich> for DataEnrichment {
 
     fn handle(&mut self, msg: Enrich, _ctx: &mut Self::Context) -> Self::Result {
         if let Some(remote) = &self.remote {
-            let call = remote.call(&msg.env, Default::default());
+            let call = call_remote(remote.as_ref(), &msg.env, StepInputs::default());
             return guarded(AgentKind::DataEnrichment, &msg.env, call);
         }
         // One snapshot per alert: a reload swapping lists mid-step cannot mix two versions.

@@ -21,7 +21,7 @@ use crate::llm::structured::{check_citations, complete_validated, extract_json};
 use crate::llm::{LlmError, LlmProvider, LlmRequest, LlmTask};
 use crate::messages::decision::{Decide, DecisionProposal};
 use crate::messages::{AgentError, StepReply, StepResult};
-use crate::mq::remote::RemoteAgent;
+use crate::protocol::{RemoteSteps, StepInputs, call_remote};
 
 /// Output limit for proposals.
 const PROPOSAL_MAX_TOKENS: u32 = 800;
@@ -29,7 +29,7 @@ const PROPOSAL_MAX_TOKENS: u32 = 800;
 /// The DecisionMaker agent.
 pub struct DecisionMaker {
     /// Set when this agent is listed in `REMOTE_AGENTS`: its steps run on a worker, over RabbitMQ.
-    remote: Option<RemoteAgent>,
+    remote: Option<std::sync::Arc<dyn RemoteSteps>>,
     provider: Arc<dyn LlmProvider>,
     model: String,
     thresholds: Thresholds,
@@ -57,7 +57,7 @@ impl DecisionMaker {
 impl DecisionMaker {
     /// Hands this agent's steps to `remote` (a worker over RabbitMQ) instead of running them
     /// here; `None` keeps them local.
-    pub fn with_remote(mut self, remote: Option<RemoteAgent>) -> Self {
+    pub fn with_remote(mut self, remote: Option<std::sync::Arc<dyn RemoteSteps>>) -> Self {
         self.remote = remote;
         self
     }
@@ -159,9 +159,10 @@ impl Handler<Decide> for DecisionMaker {
 
     fn handle(&mut self, msg: Decide, _ctx: &mut Self::Context) -> Self::Result {
         if let Some(remote) = &self.remote {
-            let call = remote.call(
+            let call = call_remote(
+                remote.as_ref(),
                 &msg.env,
-                crate::mq::remote::StepInputs {
+                StepInputs {
                     facts: Some((*msg.facts).clone()),
                     risk: Some((*msg.risk).clone()),
                     context: Some((*msg.context).clone()),

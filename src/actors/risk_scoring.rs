@@ -9,12 +9,12 @@ use crate::domain::policy::Thresholds;
 use crate::domain::scoring::{RiskAssessment, assess};
 use crate::messages::scoring::Score;
 use crate::messages::{StepMeta, StepReply, StepResult};
-use crate::mq::remote::RemoteAgent;
+use crate::protocol::{RemoteSteps, StepInputs, call_remote};
 
 /// The RiskScoring agent.
 pub struct RiskScoring {
     /// Set when this agent is listed in `REMOTE_AGENTS`: its steps run on a worker, over RabbitMQ.
-    remote: Option<RemoteAgent>,
+    remote: Option<std::sync::Arc<dyn RemoteSteps>>,
     thresholds: Thresholds,
     model: String,
     mailbox: usize,
@@ -35,7 +35,7 @@ impl RiskScoring {
 impl RiskScoring {
     /// Hands this agent's steps to `remote` (a worker over RabbitMQ) instead of running them
     /// here; `None` keeps them local.
-    pub fn with_remote(mut self, remote: Option<RemoteAgent>) -> Self {
+    pub fn with_remote(mut self, remote: Option<std::sync::Arc<dyn RemoteSteps>>) -> Self {
         self.remote = remote;
         self
     }
@@ -56,9 +56,10 @@ impl Handler<Score> for RiskScoring {
 
     fn handle(&mut self, msg: Score, _ctx: &mut Self::Context) -> Self::Result {
         if let Some(remote) = &self.remote {
-            let call = remote.call(
+            let call = call_remote(
+                remote.as_ref(),
                 &msg.env,
-                crate::mq::remote::StepInputs {
+                StepInputs {
                     facts: Some((*msg.facts).clone()),
                     ..Default::default()
                 },

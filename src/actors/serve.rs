@@ -17,8 +17,7 @@ use crate::messages::context::BuildContext;
 use crate::messages::decision::Decide;
 use crate::messages::enrichment::Enrich;
 use crate::messages::scoring::Score;
-use crate::mq::remote::{StepRequest, StepResponse};
-use crate::protocol::{AgentError, StepEnvelope, StepResult};
+use crate::protocol::{AgentError, StepEnvelope, StepRequest, StepResponse, StepResult};
 
 /// Extra time a worker gives its local agent beyond the step's deadline before answering
 /// that it timed out (the caller has given up by then anyway).

@@ -25,18 +25,13 @@ use lapin::options::{BasicConsumeOptions, BasicPublishOptions, QueueDeclareOptio
 use lapin::types::{FieldTable, ShortString};
 use lapin::{BasicProperties, Channel};
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::{AmqpUrl, Backoff, LinkStatus, MqError, agent_queue, agent_short_name};
 use crate::domain::AgentKind;
-use crate::domain::alert::Alert;
-use crate::domain::context::CaseContext;
-use crate::domain::facts::EnrichmentFacts;
-use crate::domain::scoring::RiskAssessment;
-use crate::protocol::{AgentError, StepEnvelope, StepMeta, StepReply, StepResult};
+use crate::protocol::{AgentError, StepEnvelope, StepResult};
 
 /// How long a call waits for the broker link (at start, or while it reconnects) before
 /// failing as unreachable; the step's own deadline bounds it too.
@@ -45,119 +40,7 @@ const LINK_WAIT: Duration = Duration::from_secs(2);
 /// How often the client counts the workers consuming each agent queue.
 const CONSUMER_POLL: Duration = Duration::from_secs(1);
 
-/// One step of one alert, as sent to a worker.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct StepRequest {
-    /// Which agent must run it.
-    pub agent: AgentKind,
-    /// The alert.
-    pub alert: Alert,
-    /// 1-based attempt number, as the supervisor counts them.
-    pub attempt: u32,
-    /// Time left for the step when it was sent, in milliseconds.
-    pub timeout_ms: u64,
-    /// Enrichment facts (scoring, context, decision).
-    #[serde(default)]
-    pub facts: Option<EnrichmentFacts>,
-    /// Risk assessment (context, decision).
-    #[serde(default)]
-    pub risk: Option<RiskAssessment>,
-    /// Case context (decision).
-    #[serde(default)]
-    pub context: Option<CaseContext>,
-    /// Steps that degraded before this one (decision).
-    #[serde(default)]
-    pub degraded_steps: Vec<String>,
-}
-
-/// A worker's answer to one [`StepRequest`].
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "status", rename_all = "snake_case")]
-pub enum StepResponse {
-    /// The step's output and provenance.
-    Ok {
-        /// The output (the agent's output type as JSON).
-        output: serde_json::Value,
-        /// Provenance.
-        meta: StepMeta,
-    },
-    /// The step failed on the worker.
-    Failed {
-        /// The error kind (as in the `agent_step_errors` metric).
-        kind: String,
-        /// What failed.
-        message: String,
-        /// Whether another attempt may succeed.
-        retryable: bool,
-    },
-}
-
-impl StepResponse {
-    /// The response for a local step result.
-    pub fn from_result<O: Serialize>(result: StepResult<O>) -> Self {
-        match result {
-            Ok(reply) => match serde_json::to_value(&reply.output) {
-                Ok(output) => StepResponse::Ok {
-                    output,
-                    meta: reply.meta,
-                },
-                Err(e) => StepResponse::failed("encode", e, false),
-            },
-            Err(e) => StepResponse::Failed {
-                kind: e.kind().to_string(),
-                message: e.to_string(),
-                retryable: e.is_retryable(),
-            },
-        }
-    }
-
-    /// A failure response.
-    pub fn failed(kind: &str, message: impl std::fmt::Display, retryable: bool) -> Self {
-        StepResponse::Failed {
-            kind: kind.to_string(),
-            message: message.to_string(),
-            retryable,
-        }
-    }
-
-    /// Back to the step result the supervisor expects.
-    pub fn into_result<O: DeserializeOwned>(self) -> StepResult<O> {
-        match self {
-            StepResponse::Ok { output, meta } => serde_json::from_value(output)
-                .map(|output| StepReply { output, meta })
-                .map_err(|e| AgentError::Remote {
-                    message: format!("unreadable output from worker: {e}"),
-                    retryable: true,
-                }),
-            StepResponse::Failed {
-                kind,
-                message,
-                retryable,
-            } => Err(match kind.as_str() {
-                // Kept as a panic so the caller can tell a deterministic one (twice on the
-                // same input) and stop retrying it.
-                "panic" => AgentError::Panicked(message),
-                _ => AgentError::Remote {
-                    message: format!("{kind}: {message}"),
-                    retryable,
-                },
-            }),
-        }
-    }
-}
-
-/// The earlier steps' outputs a step needs (empty for enrichment).
-#[derive(Debug, Clone, Default)]
-pub struct StepInputs {
-    /// Enrichment facts.
-    pub facts: Option<EnrichmentFacts>,
-    /// Risk assessment.
-    pub risk: Option<RiskAssessment>,
-    /// Case context.
-    pub context: Option<CaseContext>,
-    /// Steps that degraded before this one.
-    pub degraded_steps: Vec<String>,
-}
+pub use crate::protocol::{StepInputs, StepRequest, StepResponse};
 
 #[derive(Clone)]
 struct Link {
@@ -453,6 +336,16 @@ impl RemoteClient {
             .map_err(|e| unavailable(self.url.scrub(&e.to_string())))?;
         rx.await
             .map_err(|_| unavailable("broker link lost while waiting for the reply".into()))
+    }
+}
+
+impl crate::protocol::RemoteSteps for RemoteAgent {
+    fn call_json(
+        &self,
+        env: &StepEnvelope,
+        inputs: StepInputs,
+    ) -> futures_util::future::LocalBoxFuture<'static, StepResult<serde_json::Value>> {
+        Box::pin(self.call::<serde_json::Value>(env, inputs))
     }
 }
 

@@ -203,6 +203,24 @@ fn no_import_cycle_among_modules() {
     assert!(find_cycle(&collapsed(&with_back_edge)).is_some());
 }
 
+/// Agents reach remote workers through `protocol::RemoteSteps`, not through the queue module,
+/// and the queue module knows nothing of the actors.
+#[test]
+fn agents_and_the_message_queue_do_not_import_each_other() {
+    let g = graph();
+    assert!(!g["actors"].contains("mq"), "actors import mq");
+    assert!(!g["mq"].contains("actors"), "mq imports actors");
+    assert!(!g["mq"].contains("engine"), "mq imports the engine");
+    let leaf: Vec<&String> = g["protocol"]
+        .iter()
+        .filter(|d| !PURE.contains(&d.as_str()))
+        .collect();
+    assert!(
+        leaf.is_empty(),
+        "the step protocol is a leaf: imports {leaf:?}"
+    );
+}
+
 #[test]
 fn domain_imports_only_the_pure_layer() {
     let g = graph();
