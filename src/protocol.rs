@@ -105,7 +105,8 @@ pub struct StepMeta {
     pub tokens_out: u64,
     /// Cost in US dollars.
     pub cost_usd: f64,
-    /// Notes on partial degradation inside the step (e.g. model output rejected, fell back).
+    /// Notes on partial degradation inside the step (e.g. model output rejected and repaired);
+    /// recorded as the step's contribution note (`repaired: ...`) in the decision.
     pub notes: Vec<String>,
 }
 

@@ -736,6 +736,12 @@ impl Progress {
                 "{kind}: {e} after {attempts} attempt(s); deterministic fallback used"
             ));
         }
+        let is_error = error.is_some();
+        // Repairs inside a successful step (model output rejected, re-asked) are kept with
+        // the step's contribution rather than dropped.
+        let note = error.or_else(|| {
+            (!meta.notes.is_empty()).then(|| format!("repaired: {}", meta.notes.join("; ")))
+        });
         self.contributions.push(AgentContribution {
             agent: kind,
             provider: meta.provider,
@@ -746,8 +752,8 @@ impl Progress {
             tokens_in: meta.tokens_in,
             tokens_out: meta.tokens_out,
             cost_usd: meta.cost_usd,
-            degraded: error.is_some(),
-            note: error,
+            degraded: is_error,
+            note,
             resumed: false,
         });
         Ok(())

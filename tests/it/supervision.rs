@@ -378,3 +378,24 @@ async fn retry_policy_is_per_agent() {
     assert_eq!(d.agents[2].attempts, 4);
     engine.shutdown().await;
 }
+
+/// A step that succeeded after repairing its model output keeps the repair in its
+/// contribution (`StepMeta.notes` is recorded, not dropped).
+#[tokio::test]
+async fn repaired_step_keeps_its_notes() {
+    let script = Scripted::new(
+        AgentKind::DecisionMaker,
+        vec![Behaviour::Text("not json".into()), Behaviour::Answer],
+    );
+    let engine = engine_with(settings(), Arc::new(ScriptedProvider(script.clone()))).await;
+    let d = engine.submit_json(&clean_alert("notes-1")).await.unwrap();
+    let step = &d.agents[3];
+    assert!(!step.degraded, "{step:?}");
+    assert!(
+        step.note
+            .as_deref()
+            .is_some_and(|n| n.starts_with("repaired: ")),
+        "{step:?}"
+    );
+    engine.shutdown().await;
+}
