@@ -14,6 +14,46 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::domain::AgentKind;
+use crate::domain::policy::Thresholds;
+
+/// The environment-key prefix of `agent`'s per-agent settings (`DECISION_MAKER` in
+/// `DECISION_MAKER_MAX_RETRIES`).
+pub fn agent_key_prefix(agent: AgentKind) -> &'static str {
+    match agent {
+        AgentKind::DataEnrichment => "DATA_ENRICHMENT",
+        AgentKind::RiskScoring => "RISK_SCORING",
+        AgentKind::ContextBuilder => "CONTEXT_BUILDER",
+        AgentKind::DecisionMaker | AgentKind::SupervisorCheck => "DECISION_MAKER",
+    }
+}
+
+/// Default `ANTHROPIC_BASE_URL`.
+pub const ANTHROPIC_DEFAULT_BASE_URL: &str = "https://api.anthropic.com";
+/// Default `OPENAI_BASE_URL`.
+pub const OPENAI_DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
+
+/// How the JSON answer is requested (`OPENAI_RESPONSE_FORMAT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JsonMode {
+    /// `{"type":"json_object"}`: any JSON object; the schema is in the prompt.
+    JsonObject,
+    /// `{"type":"json_schema","json_schema":{"name","schema"}}` (OpenAI structured outputs).
+    JsonSchema,
+    /// `{"type":"json_object","schema":{...}}` (llama-cpp-python's server).
+    JsonObjectSchema,
+}
+
+impl JsonMode {
+    /// Parses the config value.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "json_object" => Some(Self::JsonObject),
+            "json_schema" => Some(Self::JsonSchema),
+            "json_object_schema" => Some(Self::JsonObjectSchema),
+            _ => None,
+        }
+    }
+}
 
 /// Environment variable naming the TOML configuration file when `--config` is not given.
 pub const CONFIG_FILE_ENV: &str = "AML_TRIAGE_CONFIG";
@@ -59,6 +99,18 @@ pub const KNOWN_KEYS: &[&str] = &[
     "MAX_RETRIES",
     "RETRY_BASE_DELAY_MS",
     "RETRY_MAX_DELAY_MS",
+    "DATA_ENRICHMENT_MAX_RETRIES",
+    "DATA_ENRICHMENT_RETRY_BASE_DELAY_MS",
+    "DATA_ENRICHMENT_RETRY_MAX_DELAY_MS",
+    "RISK_SCORING_MAX_RETRIES",
+    "RISK_SCORING_RETRY_BASE_DELAY_MS",
+    "RISK_SCORING_RETRY_MAX_DELAY_MS",
+    "CONTEXT_BUILDER_MAX_RETRIES",
+    "CONTEXT_BUILDER_RETRY_BASE_DELAY_MS",
+    "CONTEXT_BUILDER_RETRY_MAX_DELAY_MS",
+    "DECISION_MAKER_MAX_RETRIES",
+    "DECISION_MAKER_RETRY_BASE_DELAY_MS",
+    "DECISION_MAKER_RETRY_MAX_DELAY_MS",
     "RESTART_MAX",
     "RESTART_WINDOW_SECONDS",
     "RESTART_BACKOFF_MS",
@@ -163,7 +215,7 @@ pub struct ApiKeys(pub Vec<String>);
 impl Serialize for ApiKeys {
     // Like `ApiKey`: serialised settings (dumps, `Settings`' Debug) must not carry the keys.
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(self.0.iter().map(|_| crate::llm::secret::REDACTED))
+        s.collect_seq(self.0.iter().map(|_| crate::secret::REDACTED))
     }
 }
 
@@ -265,6 +317,42 @@ pub struct Settings {
     pub retry_base_delay_ms: u64,
     /// Cap on one retry delay.
     pub retry_max_delay_ms: u64,
+    /// Per-agent override of `max_retries` (`DATA_ENRICHMENT_MAX_RETRIES`).
+    #[serde(default)]
+    pub data_enrichment_max_retries: Option<u32>,
+    /// Per-agent override of `retry_base_delay_ms`.
+    #[serde(default)]
+    pub data_enrichment_retry_base_delay_ms: Option<u64>,
+    /// Per-agent override of `retry_max_delay_ms`.
+    #[serde(default)]
+    pub data_enrichment_retry_max_delay_ms: Option<u64>,
+    /// Per-agent override of `max_retries` (`RISK_SCORING_MAX_RETRIES`).
+    #[serde(default)]
+    pub risk_scoring_max_retries: Option<u32>,
+    /// Per-agent override of `retry_base_delay_ms`.
+    #[serde(default)]
+    pub risk_scoring_retry_base_delay_ms: Option<u64>,
+    /// Per-agent override of `retry_max_delay_ms`.
+    #[serde(default)]
+    pub risk_scoring_retry_max_delay_ms: Option<u64>,
+    /// Per-agent override of `max_retries` (`CONTEXT_BUILDER_MAX_RETRIES`).
+    #[serde(default)]
+    pub context_builder_max_retries: Option<u32>,
+    /// Per-agent override of `retry_base_delay_ms`.
+    #[serde(default)]
+    pub context_builder_retry_base_delay_ms: Option<u64>,
+    /// Per-agent override of `retry_max_delay_ms`.
+    #[serde(default)]
+    pub context_builder_retry_max_delay_ms: Option<u64>,
+    /// Per-agent override of `max_retries` (`DECISION_MAKER_MAX_RETRIES`).
+    #[serde(default)]
+    pub decision_maker_max_retries: Option<u32>,
+    /// Per-agent override of `retry_base_delay_ms`.
+    #[serde(default)]
+    pub decision_maker_retry_base_delay_ms: Option<u64>,
+    /// Per-agent override of `retry_max_delay_ms`.
+    #[serde(default)]
+    pub decision_maker_retry_max_delay_ms: Option<u64>,
     /// Restarts allowed per agent within `restart_window_seconds` before it is marked failed.
     pub restart_max: u32,
     /// Window of the restart-intensity limit.
@@ -341,12 +429,12 @@ pub struct Settings {
     pub supervisor_provider: String,
     /// Anthropic API key (required when a provider is `anthropic`); never logged.
     #[serde(default)]
-    pub anthropic_api_key: Option<crate::llm::secret::ApiKey>,
+    pub anthropic_api_key: Option<crate::secret::ApiKey>,
     /// Anthropic API base URL.
     pub anthropic_base_url: String,
     /// OpenAI API key (required for api.openai.com; optional for local servers); never logged.
     #[serde(default)]
-    pub openai_api_key: Option<crate::llm::secret::ApiKey>,
+    pub openai_api_key: Option<crate::secret::ApiKey>,
     /// OpenAI-compatible API base URL, including `/v1`.
     pub openai_base_url: String,
     /// How JSON is requested: `json_object`, `json_schema` or `json_object_schema`.
@@ -403,7 +491,7 @@ pub struct Settings {
     pub external_data_api_url: Option<String>,
     /// Key sent to the customer-data API; never logged.
     #[serde(default)]
-    pub external_data_api_key: Option<crate::llm::secret::ApiKey>,
+    pub external_data_api_key: Option<crate::secret::ApiKey>,
     /// Per-attempt timeout of one customer-data request.
     pub external_data_timeout_seconds: f64,
     /// Retries of a failed customer-data request (timeouts, 429, 5xx).
@@ -465,11 +553,11 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Self {
-            auto_clear_threshold: 0.85,
-            escalate_l2_threshold: 0.70,
-            risk_score_medium_threshold: 40.0,
-            risk_score_high_threshold: 70.0,
-            risk_score_severe_threshold: 85.0,
+            auto_clear_threshold: Thresholds::DEFAULT.auto_clear_confidence,
+            escalate_l2_threshold: Thresholds::DEFAULT.escalate_l2_confidence,
+            risk_score_medium_threshold: Thresholds::DEFAULT.medium_score,
+            risk_score_high_threshold: Thresholds::DEFAULT.high_score,
+            risk_score_severe_threshold: Thresholds::DEFAULT.severe_score,
             max_concurrent_alerts: 100,
             admission_wait_seconds: 30.0,
             agent_timeout_seconds: 30.0,
@@ -480,6 +568,18 @@ impl Default for Settings {
             max_retries: 3,
             retry_base_delay_ms: 200,
             retry_max_delay_ms: 10_000,
+            data_enrichment_max_retries: None,
+            data_enrichment_retry_base_delay_ms: None,
+            data_enrichment_retry_max_delay_ms: None,
+            risk_scoring_max_retries: None,
+            risk_scoring_retry_base_delay_ms: None,
+            risk_scoring_retry_max_delay_ms: None,
+            context_builder_max_retries: None,
+            context_builder_retry_base_delay_ms: None,
+            context_builder_retry_max_delay_ms: None,
+            decision_maker_max_retries: None,
+            decision_maker_retry_base_delay_ms: None,
+            decision_maker_retry_max_delay_ms: None,
             restart_max: 5,
             restart_window_seconds: 60.0,
             restart_backoff_ms: 100,
@@ -513,9 +613,9 @@ impl Default for Settings {
             decision_maker_provider: "offline".into(),
             supervisor_provider: "offline".into(),
             anthropic_api_key: None,
-            anthropic_base_url: crate::llm::anthropic::DEFAULT_BASE_URL.into(),
+            anthropic_base_url: ANTHROPIC_DEFAULT_BASE_URL.into(),
             openai_api_key: None,
-            openai_base_url: crate::llm::openai::DEFAULT_BASE_URL.into(),
+            openai_base_url: OPENAI_DEFAULT_BASE_URL.into(),
             openai_response_format: "json_object".into(),
             llm_request_timeout_seconds: 30.0,
             llm_pii_minimisation: true,
@@ -771,6 +871,19 @@ impl Settings {
                 "RETRY_BASE_DELAY_MS",
                 "must not exceed RETRY_MAX_DELAY_MS",
             ));
+        }
+        for agent in AgentKind::ALL {
+            let (max_retries, base, max) = self.agent_retry(agent);
+            let prefix = agent_key_prefix(agent);
+            if max_retries > 20 {
+                return Err(bad(&format!("{prefix}_MAX_RETRIES"), "must be at most 20"));
+            }
+            if base > max {
+                return Err(bad(
+                    &format!("{prefix}_RETRY_BASE_DELAY_MS"),
+                    format!("must not exceed {prefix}_RETRY_MAX_DELAY_MS (or RETRY_MAX_DELAY_MS)"),
+                ));
+            }
         }
         if self.restart_max == 0 {
             return Err(bad("RESTART_MAX", "must be at least 1"));
@@ -1060,8 +1173,7 @@ impl Settings {
             }
         }
         let uses = |name: &str| providers.iter().find(|(_, p)| *p == name).map(|(k, _)| *k);
-        let blank =
-            |k: &Option<crate::llm::secret::ApiKey>| k.as_ref().is_none_or(|k| k.is_blank());
+        let blank = |k: &Option<crate::secret::ApiKey>| k.as_ref().is_none_or(|k| k.is_blank());
         if let Some(by) = uses("anthropic")
             && blank(&self.anthropic_api_key)
         {
@@ -1072,7 +1184,7 @@ impl Settings {
         }
         if let Some(by) = uses("openai")
             && blank(&self.openai_api_key)
-            && self.openai_base_url.trim_end_matches('/') == crate::llm::openai::DEFAULT_BASE_URL
+            && self.openai_base_url.trim_end_matches('/') == OPENAI_DEFAULT_BASE_URL
         {
             return Err(bad(
                 "OPENAI_API_KEY",
@@ -1087,7 +1199,7 @@ impl Settings {
                 return Err(bad(key, format!("must be an http(s) URL, got {url:?}")));
             }
         }
-        if crate::llm::openai::JsonMode::parse(&self.openai_response_format).is_none() {
+        if JsonMode::parse(&self.openai_response_format).is_none() {
             return Err(bad(
                 "OPENAI_RESPONSE_FORMAT",
                 "must be json_object, json_schema or json_object_schema".into(),
@@ -1100,8 +1212,7 @@ impl Settings {
                 format!("must be a number of seconds in (0, 3600], got {t}"),
             ));
         }
-        crate::llm::pricing::PriceTable::parse(&self.llm_prices)
-            .map_err(|m| bad("LLM_PRICES", m))?;
+        crate::pricing::PriceTable::parse(&self.llm_prices).map_err(|m| bad("LLM_PRICES", m))?;
         if self.llm_circuit_failures == 0 {
             return Err(bad("LLM_CIRCUIT_FAILURES", "must be at least 1".into()));
         }
@@ -1137,15 +1248,37 @@ impl Settings {
         Duration::from_secs_f64(o.unwrap_or(self.agent_timeout_seconds))
     }
 
-    /// Model configured for `agent`.
-    pub fn agent_model(&self, agent: AgentKind) -> &str {
-        match agent {
-            AgentKind::DataEnrichment => &self.data_enrichment_model,
-            AgentKind::RiskScoring => &self.risk_scoring_model,
-            AgentKind::ContextBuilder => &self.context_builder_model,
-            AgentKind::DecisionMaker => &self.decision_maker_model,
-            AgentKind::SupervisorCheck => &self.supervisor_model,
-        }
+    /// Retry policy of `agent` as `(max retries, base delay ms, max delay ms)`: its
+    /// `{AGENT}_MAX_RETRIES`, `{AGENT}_RETRY_BASE_DELAY_MS` and `{AGENT}_RETRY_MAX_DELAY_MS`,
+    /// each defaulting to the global key. The supervisor check follows the decision maker's.
+    pub fn agent_retry(&self, agent: AgentKind) -> (u32, u64, u64) {
+        let (n, base, max) = match agent {
+            AgentKind::DataEnrichment => (
+                self.data_enrichment_max_retries,
+                self.data_enrichment_retry_base_delay_ms,
+                self.data_enrichment_retry_max_delay_ms,
+            ),
+            AgentKind::RiskScoring => (
+                self.risk_scoring_max_retries,
+                self.risk_scoring_retry_base_delay_ms,
+                self.risk_scoring_retry_max_delay_ms,
+            ),
+            AgentKind::ContextBuilder => (
+                self.context_builder_max_retries,
+                self.context_builder_retry_base_delay_ms,
+                self.context_builder_retry_max_delay_ms,
+            ),
+            AgentKind::DecisionMaker | AgentKind::SupervisorCheck => (
+                self.decision_maker_max_retries,
+                self.decision_maker_retry_base_delay_ms,
+                self.decision_maker_retry_max_delay_ms,
+            ),
+        };
+        (
+            n.unwrap_or(self.max_retries),
+            base.unwrap_or(self.retry_base_delay_ms),
+            max.unwrap_or(self.retry_max_delay_ms),
+        )
     }
 
     /// A short hash of the decision-relevant settings, recorded with every decision so an
@@ -1163,6 +1296,16 @@ impl Settings {
             "providers": self.llm_providers().map(|(_, p)| p),
             "max_retries": self.max_retries,
         });
+        let mut relevant = relevant;
+        // Per-agent retry overrides join the hash only when set, so configurations without
+        // them keep their version.
+        let overrides: Vec<u32> = AgentKind::ALL
+            .iter()
+            .map(|a| self.agent_retry(*a).0)
+            .collect();
+        if overrides.iter().any(|n| *n != self.max_retries) {
+            relevant["agent_max_retries"] = serde_json::json!(overrides);
+        }
         let digest = Sha256::digest(relevant.to_string().as_bytes());
         format!("cfg-{}", &hex::encode(digest)[..12])
     }

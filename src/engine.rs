@@ -459,13 +459,13 @@ async fn build(
 ) -> Result<Parts, StartError> {
     let state_outages = crate::state::OutageWatch::new(sources.caches.state().clone());
     let remote_kinds = settings.remote_agent_kinds();
-    let remote_for = |kind: AgentKind| -> Option<RemoteAgent> {
+    let remote_for = |kind: AgentKind| -> Option<Arc<dyn crate::protocol::RemoteSteps>> {
         let client = remote.as_ref().filter(|_| remote_kinds.contains(&kind))?;
-        Some(RemoteAgent::new(
+        Some(Arc::new(RemoteAgent::new(
             client.clone(),
             kind,
             &settings.amqp_agent_queue_prefix,
-        ))
+        )))
     };
     let restart = RestartPolicy {
         max_restarts: settings.restart_max,
@@ -560,11 +560,14 @@ async fn build(
     });
     let cfg = PipelineConfig {
         thresholds: t,
-        retry: RetryPolicy {
-            max_retries: settings.max_retries,
-            base: Duration::from_millis(settings.retry_base_delay_ms),
-            max: Duration::from_millis(settings.retry_max_delay_ms),
-        },
+        retries: AgentKind::ALL.map(|k| {
+            let (max_retries, base, max) = settings.agent_retry(k);
+            RetryPolicy {
+                max_retries,
+                base: Duration::from_millis(base),
+                max: Duration::from_millis(max),
+            }
+        }),
         timeouts: AgentKind::ALL.map(|k| settings.agent_timeout(k)),
         versions: AuditVersions {
             policy_version: POLICY_VERSION.to_string(),
@@ -974,7 +977,7 @@ impl Engine {
     /// Runs one step sent by another node on this engine's local agents (worker mode, see
     /// [`crate::worker`]). One attempt; the sending supervisor retries.
     pub async fn run_remote_step(&self, request: StepRequest) -> StepResponse {
-        crate::mq::remote::serve_step(&self.agents, request).await
+        crate::actors::serve::serve_step(&self.agents, request).await
     }
 
     /// Adds a RabbitMQ link (the bridge's, a worker's) to what `/ready` checks.

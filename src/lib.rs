@@ -37,6 +37,7 @@
 //!   its rules are pure, in [`domain::review`].
 
 pub mod actors;
+pub mod bridge;
 pub mod checkpoint;
 pub mod config;
 pub mod customer_data;
@@ -51,9 +52,12 @@ pub mod messages;
 pub mod metrics;
 pub mod model;
 pub mod mq;
+pub mod pricing;
+pub mod protocol;
 pub mod reference;
 pub mod review;
 pub mod screening;
+pub mod secret;
 pub mod shadow;
 pub mod state;
 pub mod store;

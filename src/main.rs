@@ -708,7 +708,7 @@ async fn serve(
     }
     let checkpoints = start_checkpoints(&engine)?;
     let bridge = match engine.settings().amqp_url {
-        Some(_) => Some(aml_triage::mq::bridge::Bridge::start(engine.clone())?),
+        Some(_) => Some(aml_triage::bridge::Bridge::start(engine.clone())?),
         None => None,
     };
     if bridge.is_some() {

@@ -3,12 +3,12 @@
 
 use std::sync::Arc;
 
-use actix::{Actor, Context, Handler, ResponseActFuture};
+use actix::{Actor, Context, Handler, ResponseFuture};
 
 use super::agent::{guarded, stoppable};
 use crate::domain::AgentKind;
 use crate::domain::context::{CaseContext, guidance, timeline};
-use crate::mq::remote::RemoteAgent;
+use crate::protocol::{RemoteSteps, StepInputs, call_remote};
 use serde::Deserialize;
 
 use super::decision_maker::citable_ids;
@@ -25,7 +25,7 @@ const NARRATIVE_MAX_TOKENS: u32 = 600;
 /// The ContextBuilder agent.
 pub struct ContextBuilder {
     /// Set when this agent is listed in `REMOTE_AGENTS`: its steps run on a worker, over RabbitMQ.
-    remote: Option<RemoteAgent>,
+    remote: Option<std::sync::Arc<dyn RemoteSteps>>,
     provider: Arc<dyn LlmProvider>,
     model: String,
     mailbox: usize,
@@ -46,7 +46,7 @@ impl ContextBuilder {
 impl ContextBuilder {
     /// Hands this agent's steps to `remote` (a worker over RabbitMQ) instead of running them
     /// here; `None` keeps them local.
-    pub fn with_remote(mut self, remote: Option<RemoteAgent>) -> Self {
+    pub fn with_remote(mut self, remote: Option<std::sync::Arc<dyn RemoteSteps>>) -> Self {
         self.remote = remote;
         self
     }
@@ -95,19 +95,20 @@ fn parse_narrative(text: &str, citable: &[String]) -> Result<String, LlmError> {
 }
 
 impl Handler<BuildContext> for ContextBuilder {
-    type Result = ResponseActFuture<Self, StepResult<CaseContext>>;
+    type Result = ResponseFuture<StepResult<CaseContext>>;
 
     fn handle(&mut self, msg: BuildContext, _ctx: &mut Self::Context) -> Self::Result {
         if let Some(remote) = &self.remote {
-            let call = remote.call(
+            let call = call_remote(
+                remote.as_ref(),
                 &msg.env,
-                crate::mq::remote::StepInputs {
+                StepInputs {
                     facts: Some((*msg.facts).clone()),
                     risk: Some((*msg.risk).clone()),
                     ..Default::default()
                 },
             );
-            return guarded(self, AgentKind::ContextBuilder, &msg.env, call);
+            return guarded(AgentKind::ContextBuilder, &msg.env, call);
         }
         let provider = self.provider.clone();
         let model = self.model.clone();
@@ -167,7 +168,7 @@ impl Handler<BuildContext> for ContextBuilder {
                 meta,
             })
         };
-        guarded(self, AgentKind::ContextBuilder, &msg.env, work)
+        guarded(AgentKind::ContextBuilder, &msg.env, work)
     }
 }
 

@@ -2,7 +2,8 @@
 
 use std::sync::Arc;
 
-use actix::{Actor, Context, Handler, ResponseActFuture};
+use actix::{Actor, Context, Handler, ResponseFuture};
+use tokio::time::Instant;
 
 use super::agent::{guarded, stoppable};
 use crate::customer_data::CustomerDataClient;
@@ -12,13 +13,13 @@ use crate::domain::enrichment::enrich_screened;
 use crate::domain::facts::{CustomerHistory, EnrichmentFacts};
 use crate::messages::enrichment::Enrich;
 use crate::messages::{AgentError, StepMeta, StepReply, StepResult};
-use crate::mq::remote::RemoteAgent;
+use crate::protocol::{RemoteSteps, StepInputs, call_remote};
 use crate::reference::ReferenceHandle;
 use crate::state::cache::Caches;
 use crate::store::Store;
 
-/// Provider name recorded for steps that involve no model.
-pub const DETERMINISTIC: &str = "deterministic";
+/// Provider name recorded for steps that involve no model (see [`crate::protocol`]).
+pub use crate::protocol::DETERMINISTIC;
 
 /// Where enrichment gets what the alert does not carry.
 #[derive(Clone)]
@@ -34,7 +35,7 @@ pub struct Sources {
 /// The DataEnrichment agent.
 pub struct DataEnrichment {
     /// Set when this agent is listed in `REMOTE_AGENTS`: its steps run on a worker, over RabbitMQ.
-    remote: Option<RemoteAgent>,
+    remote: Option<std::sync::Arc<dyn RemoteSteps>>,
     refs: Arc<ReferenceHandle>,
     sources: Sources,
     model: String,
@@ -62,7 +63,7 @@ impl DataEnrichment {
 impl DataEnrichment {
     /// Hands this agent's steps to `remote` (a worker over RabbitMQ) instead of running them
     /// here; `None` keeps them local.
-    pub fn with_remote(mut self, remote: Option<RemoteAgent>) -> Self {
+    pub fn with_remote(mut self, remote: Option<std::sync::Arc<dyn RemoteSteps>>) -> Self {
         self.remote = remote;
         self
     }
@@ -128,6 +129,14 @@ async fn store_history(
     ))
 }
 
+/// Slots for CPU-bound enrichment work on the blocking pool: one per core.
+fn blocking_slots() -> &'static tokio::sync::Semaphore {
+    static SLOTS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    SLOTS.get_or_init(|| {
+        tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()))
+    })
+}
+
 fn join_error(e: tokio::task::JoinError) -> AgentError {
     match e.try_into_panic() {
         Ok(p) => AgentError::Panicked(super::agent::panic_message(p.as_ref())),
@@ -136,18 +145,19 @@ fn join_error(e: tokio::task::JoinError) -> AgentError {
 }
 
 impl Handler<Enrich> for DataEnrichment {
-    type Result = ResponseActFuture<Self, StepResult<EnrichmentFacts>>;
+    type Result = ResponseFuture<StepResult<EnrichmentFacts>>;
 
     fn handle(&mut self, msg: Enrich, _ctx: &mut Self::Context) -> Self::Result {
         if let Some(remote) = &self.remote {
-            let call = remote.call(&msg.env, Default::default());
-            return guarded(self, AgentKind::DataEnrichment, &msg.env, call);
+            let call = call_remote(remote.as_ref(), &msg.env, StepInputs::default());
+            return guarded(AgentKind::DataEnrichment, &msg.env, call);
         }
         // One snapshot per alert: a reload swapping lists mid-step cannot mix two versions.
         let refs = self.refs.current();
         let sources = self.sources.clone();
         let model = self.model.clone();
         let alert = msg.env.alert.clone();
+        let deadline = msg.env.deadline;
         let work = async move {
             let (history, gap) = customer_history(&sources, &alert).await?;
             // Screening and typologies are CPU work: keep them off the agent's event loop so
@@ -157,6 +167,17 @@ impl Handler<Enrich> for DataEnrichment {
                 .screening(&alert, &refs)
                 .await
                 .map_err(join_error)?;
+            // Blocking work has a budget: at most one CPU-bound enrichment per core at once
+            // (waiting for a slot is cancelled with the step), and none starts past the
+            // step's deadline. The detectors themselves are linear or bounded in the alert's
+            // transactions, so a started one finishes quickly (see `crate::typologies`).
+            let _slot = blocking_slots()
+                .acquire()
+                .await
+                .map_err(|_| AgentError::Source("blocking work pool closed".into()))?;
+            if Instant::now() >= deadline {
+                return Err(AgentError::Timeout);
+            }
             let mut facts = tokio::task::spawn_blocking(move || {
                 enrich_screened(&alert, &refs, history, outcome)
             })
@@ -172,6 +193,6 @@ impl Handler<Enrich> for DataEnrichment {
                 },
             })
         };
-        guarded(self, AgentKind::DataEnrichment, &msg.env, work)
+        guarded(AgentKind::DataEnrichment, &msg.env, work)
     }
 }

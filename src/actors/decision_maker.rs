@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use actix::{Actor, Context, Handler, ResponseActFuture};
+use actix::{Actor, Context, Handler, ResponseFuture};
 use serde::Deserialize;
 
 use super::agent::{guarded, stoppable};
@@ -21,7 +21,7 @@ use crate::llm::structured::{check_citations, complete_validated, extract_json};
 use crate::llm::{LlmError, LlmProvider, LlmRequest, LlmTask};
 use crate::messages::decision::{Decide, DecisionProposal};
 use crate::messages::{AgentError, StepReply, StepResult};
-use crate::mq::remote::RemoteAgent;
+use crate::protocol::{RemoteSteps, StepInputs, call_remote};
 
 /// Output limit for proposals.
 const PROPOSAL_MAX_TOKENS: u32 = 800;
@@ -29,7 +29,7 @@ const PROPOSAL_MAX_TOKENS: u32 = 800;
 /// The DecisionMaker agent.
 pub struct DecisionMaker {
     /// Set when this agent is listed in `REMOTE_AGENTS`: its steps run on a worker, over RabbitMQ.
-    remote: Option<RemoteAgent>,
+    remote: Option<std::sync::Arc<dyn RemoteSteps>>,
     provider: Arc<dyn LlmProvider>,
     model: String,
     thresholds: Thresholds,
@@ -57,7 +57,7 @@ impl DecisionMaker {
 impl DecisionMaker {
     /// Hands this agent's steps to `remote` (a worker over RabbitMQ) instead of running them
     /// here; `None` keeps them local.
-    pub fn with_remote(mut self, remote: Option<RemoteAgent>) -> Self {
+    pub fn with_remote(mut self, remote: Option<std::sync::Arc<dyn RemoteSteps>>) -> Self {
         self.remote = remote;
         self
     }
@@ -155,20 +155,21 @@ fn parse_proposal(
 }
 
 impl Handler<Decide> for DecisionMaker {
-    type Result = ResponseActFuture<Self, StepResult<DecisionProposal>>;
+    type Result = ResponseFuture<StepResult<DecisionProposal>>;
 
     fn handle(&mut self, msg: Decide, _ctx: &mut Self::Context) -> Self::Result {
         if let Some(remote) = &self.remote {
-            let call = remote.call(
+            let call = call_remote(
+                remote.as_ref(),
                 &msg.env,
-                crate::mq::remote::StepInputs {
+                StepInputs {
                     facts: Some((*msg.facts).clone()),
                     risk: Some((*msg.risk).clone()),
                     context: Some((*msg.context).clone()),
                     degraded_steps: msg.degraded_steps.clone(),
                 },
             );
-            return guarded(self, AgentKind::DecisionMaker, &msg.env, call);
+            return guarded(AgentKind::DecisionMaker, &msg.env, call);
         }
         let provider = self.provider.clone();
         let model = self.model.clone();
@@ -231,7 +232,7 @@ impl Handler<Decide> for DecisionMaker {
                 meta,
             })
         };
-        guarded(self, AgentKind::DecisionMaker, &msg.env, work)
+        guarded(AgentKind::DecisionMaker, &msg.env, work)
     }
 }
 

@@ -4,9 +4,11 @@
 
 pub mod admission;
 pub mod agent;
+pub mod containment;
 pub mod context_builder;
 pub mod data_enrichment;
 pub mod decision_maker;
 pub mod risk_scoring;
+pub mod serve;
 pub mod supervision;
 pub mod supervisor;

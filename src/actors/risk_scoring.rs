@@ -1,6 +1,6 @@
 //! The RiskScoring agent: a 0-100 score with per-factor contributions.
 
-use actix::{Actor, Context, Handler, ResponseActFuture};
+use actix::{Actor, Context, Handler, ResponseFuture};
 
 use super::agent::{guarded, stoppable};
 use super::data_enrichment::DETERMINISTIC;
@@ -10,12 +10,12 @@ use crate::domain::scorecard::Scorecard;
 use crate::domain::scoring::{RiskAssessment, ShadowScore, assess_with};
 use crate::messages::scoring::Score;
 use crate::messages::{StepMeta, StepReply, StepResult};
-use crate::mq::remote::RemoteAgent;
+use crate::protocol::{RemoteSteps, StepInputs, call_remote};
 
 /// The RiskScoring agent.
 pub struct RiskScoring {
     /// Set when this agent is listed in `REMOTE_AGENTS`: its steps run on a worker, over RabbitMQ.
-    remote: Option<RemoteAgent>,
+    remote: Option<std::sync::Arc<dyn RemoteSteps>>,
     thresholds: Thresholds,
     model: String,
     mailbox: usize,
@@ -54,7 +54,7 @@ impl RiskScoring {
 impl RiskScoring {
     /// Hands this agent's steps to `remote` (a worker over RabbitMQ) instead of running them
     /// here; `None` keeps them local.
-    pub fn with_remote(mut self, remote: Option<RemoteAgent>) -> Self {
+    pub fn with_remote(mut self, remote: Option<std::sync::Arc<dyn RemoteSteps>>) -> Self {
         self.remote = remote;
         self
     }
@@ -71,18 +71,19 @@ impl Actor for RiskScoring {
 stoppable!(RiskScoring);
 
 impl Handler<Score> for RiskScoring {
-    type Result = ResponseActFuture<Self, StepResult<RiskAssessment>>;
+    type Result = ResponseFuture<StepResult<RiskAssessment>>;
 
     fn handle(&mut self, msg: Score, _ctx: &mut Self::Context) -> Self::Result {
         if let Some(remote) = &self.remote {
-            let call = remote.call(
+            let call = call_remote(
+                remote.as_ref(),
                 &msg.env,
-                crate::mq::remote::StepInputs {
+                StepInputs {
                     facts: Some((*msg.facts).clone()),
                     ..Default::default()
                 },
             );
-            return guarded(self, AgentKind::RiskScoring, &msg.env, call);
+            return guarded(AgentKind::RiskScoring, &msg.env, call);
         }
         let t = self.thresholds;
         let model = self.model.clone();
@@ -109,6 +110,6 @@ impl Handler<Score> for RiskScoring {
                 },
             })
         };
-        guarded(self, AgentKind::RiskScoring, &msg.env, work)
+        guarded(AgentKind::RiskScoring, &msg.env, work)
     }
 }

@@ -3,11 +3,14 @@
 //!
 //! actix's own `Supervised` restarts an actor only when it stops, catches no panic and has no
 //! restart limit. Here each agent lives in a [`Slot`] that knows how to start a fresh instance
-//! on the agent's arbiter. A crash (a caught panic, a closed mailbox, an actor found stopped by
-//! the watchdog) is reported to the slot, which restarts the agent after a backoff, unless the
-//! agent crashed more than `restart_max` times within `restart_window`: then the slot is marked
-//! failed, alerts take the degraded path (never AUTO_CLEAR) without calling it, and one more
-//! restart is tried after `cooldown`.
+//! on the agent's arbiter. An instance restarts only when its own state is suspect: its mailbox
+//! closed, or it was found stopped (by a caller or the watchdog). A panic inside one request is
+//! that request's failure (see [`crate::actors::agent::guarded`]) and restarts nothing. A stop
+//! is reported to the slot, which restarts the agent after a backoff, unless the agent stopped
+//! more than `restart_max` times within `restart_window`: then the slot is marked failed,
+//! alerts take the degraded path (never AUTO_CLEAR) without calling it, and one more restart is
+//! tried after `cooldown`. Restarts are scheduled on the tokio runtime the slot was created on,
+//! so a report works from any thread or runtime (a plain tokio task, a worker's consumer).
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -15,7 +18,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use actix::{Actor, Addr};
-use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use crate::domain::AgentKind;
@@ -70,30 +72,8 @@ impl RetryPolicy {
     }
 }
 
-/// Health of one agent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AgentStatus {
-    /// Serving.
-    Running,
-    /// Between a crash and its restart.
-    Restarting,
-    /// Past its restart limit: alerts take the degraded path.
-    Failed,
-}
-
-/// A snapshot of an agent's health.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AgentHealth {
-    /// Which agent.
-    pub agent: AgentKind,
-    /// Its status.
-    pub status: AgentStatus,
-    /// Restarts since the engine started.
-    pub restarts_total: u64,
-    /// Instance number (0 for the first).
-    pub generation: u64,
-}
+// Health types live in the step protocol; re-exported here.
+pub use crate::protocol::{AgentHealth, AgentStatus};
 
 struct SlotState<A: Actor> {
     addr: Addr<A>,
@@ -110,10 +90,14 @@ pub struct Slot<A: Actor> {
     spawn: Box<dyn Fn() -> Addr<A> + Send + Sync>,
     state: Mutex<SlotState<A>>,
     restarts_total: AtomicU64,
+    /// Where restarts are scheduled: valid from any thread, unlike `actix_rt::spawn`.
+    runtime: tokio::runtime::Handle,
 }
 
 impl<A: Actor> Slot<A> {
-    /// Starts the first instance with `spawn`, which must start a fresh agent each call.
+    /// Starts the first instance with `spawn`, which must start a fresh agent each call (and
+    /// may be called from any thread). Must be called inside a tokio runtime, which then runs
+    /// the restart timers.
     pub fn new(
         kind: AgentKind,
         policy: RestartPolicy,
@@ -132,12 +116,8 @@ impl<A: Actor> Slot<A> {
                 failed_until: None,
             }),
             restarts_total: AtomicU64::new(0),
+            runtime: tokio::runtime::Handle::current(),
         }
-    }
-
-    /// Which agent this slot holds.
-    pub fn kind(&self) -> AgentKind {
-        self.kind
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, SlotState<A>> {
@@ -211,7 +191,7 @@ impl<A: Actor> Slot<A> {
 
     fn schedule_restart(self: &std::sync::Arc<Self>, generation: u64, delay: Duration) {
         let slot = self.clone();
-        actix_rt::spawn(async move {
+        self.runtime.spawn(async move {
             tokio::time::sleep(delay).await;
             let addr = (slot.spawn)();
             let mut s = slot.lock();
@@ -264,6 +244,49 @@ mod tests {
             assert!(d <= window, "attempt {attempt}: {d:?} > {window:?}");
         }
         assert!(p.delay(1, Some(Duration::from_secs(3))) >= Duration::from_secs(3));
+        // Growth: the jitter window doubles per attempt, so the largest of many draws does.
+        let largest = |attempt| (0..400).map(|_| p.delay(attempt, None)).max().unwrap();
+        assert!(largest(1) <= Duration::from_millis(100));
+        assert!(largest(2) > Duration::from_millis(150), "{:?}", largest(2));
+        assert!(largest(4) > Duration::from_millis(600), "{:?}", largest(4));
+        // ...up to the cap.
+        assert!(largest(10) <= p.max && largest(10) > Duration::from_millis(900));
+    }
+
+    struct Idle;
+    impl Actor for Idle {
+        type Context = actix::Context<Self>;
+    }
+
+    /// `Slot::report_crash` from a plain tokio task (no actix `LocalSet`, as in a worker's
+    /// consumer) must still restart the instance.
+    #[test]
+    fn report_crash_restarts_from_a_plain_tokio_task() {
+        actix_rt::System::new().block_on(async {
+            let policy = RestartPolicy {
+                max_restarts: 3,
+                window: Duration::from_secs(10),
+                backoff: Duration::from_millis(1),
+                cooldown: Duration::from_secs(10),
+            };
+            let arbiter = actix::Arbiter::current();
+            let slot = std::sync::Arc::new(Slot::new(
+                AgentKind::RiskScoring,
+                policy,
+                Box::new(move || Idle::start_in_arbiter(&arbiter, |_| Idle)),
+            ));
+            let s = slot.clone();
+            tokio::spawn(async move { s.report_crash(0, "test") })
+                .await
+                .expect("reporting a crash from a plain tokio task does not panic");
+            let start = std::time::Instant::now();
+            while slot.health().generation == 0 && start.elapsed() < Duration::from_secs(5) {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            let h = slot.health();
+            assert_eq!((h.generation, h.status), (1, AgentStatus::Running), "{h:?}");
+            assert_eq!(h.restarts_total, 1);
+        });
     }
 
     #[test]

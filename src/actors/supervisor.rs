@@ -21,6 +21,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use super::containment::{contain, contain_async, escalated_proposal};
 use super::context_builder::ContextBuilder;
 use super::data_enrichment::{DETERMINISTIC, DataEnrichment};
 use super::decision_maker::{DecisionMaker, citable_ids, cited_evidence, policy_floor};
@@ -94,8 +95,8 @@ impl Agents {
 pub struct PipelineConfig {
     /// Policy thresholds.
     pub thresholds: Thresholds,
-    /// Retry policy shared by the steps.
-    pub retry: RetryPolicy,
+    /// Per-agent retry policies, in [`AgentKind::ALL`] order.
+    pub retries: [RetryPolicy; 4],
     /// Per-agent timeouts, in [`AgentKind::ALL`] order.
     pub timeouts: [Duration; 4],
     /// Policy, config and list versions recorded with every step.
@@ -114,6 +115,12 @@ impl PipelineConfig {
         // DecisionMaker's timeout.
         let i = (kind as usize).min(AgentKind::DecisionMaker as usize);
         self.timeouts[i]
+    }
+
+    fn retry(&self, kind: AgentKind) -> RetryPolicy {
+        // The supervisor check follows the DecisionMaker's policy, like its timeout.
+        let i = (kind as usize).min(AgentKind::DecisionMaker as usize);
+        self.retries[i]
     }
 }
 
@@ -426,7 +433,19 @@ async fn run(shared: &Arc<Shared>, msg: TriageAlert) -> Result<Decision, TriageE
         )
         .await?;
     let verdict = p.check_step(&facts, &risk, &proposal).await?;
-    let proposal = check::apply(proposal, &verdict);
+    let floor = proposal.disposition.max(proposal.policy.disposition);
+    let evidence = proposal.evidence_ids.clone();
+    let proposal = contain(
+        "check_apply",
+        || check::apply(proposal, &verdict),
+        |why| {
+            p.mark_degraded(
+                AgentKind::SupervisorCheck,
+                &format!("applying the verdict panicked: {why}"),
+            );
+            escalated_proposal(&why, floor, evidence)
+        },
+    );
 
     p.journal_committed().await?;
     if proposal.disposition == Disposition::AutoClear {
@@ -498,6 +517,13 @@ impl Progress {
         self.reasons.push(format!(
             "{SHARED_STATE}: Redis unreachable while this alert was processed (caches and leases fell back to this node)"
         ));
+    }
+
+    /// Marks `kind` degraded after its output was already recorded (a later panic in the
+    /// supervisor's own handling of it).
+    fn mark_degraded(&mut self, kind: AgentKind, why: &str) {
+        self.degraded.push(kind.as_str().to_string());
+        self.reasons.push(format!("{kind}: {why}; escalated"));
     }
 
     /// Waits until every journal write queued so far has committed.
@@ -604,20 +630,28 @@ impl Progress {
             return Ok(done);
         }
         let checker = self.shared.agents.checker.clone();
-        let (timeout, retry) = (self.shared.cfg.timeout(kind), self.shared.cfg.retry);
+        let (timeout, retry) = (self.shared.cfg.timeout(kind), self.shared.cfg.retry(kind));
         let citable = citable_ids(facts, risk);
         let started = Instant::now();
         self.shared.cfg.metrics.step_started(kind.as_str());
         let mut attempt = 0u32;
+        let mut panicked_before = false;
         let outcome = loop {
             attempt += 1;
-            let check = checker.check(&self.alert, facts, risk, proposal, &citable);
+            // Panic-isolated like an agent's request: a panic fails this attempt only.
+            let check = contain_async(async {
+                checker
+                    .check(&self.alert, facts, risk, proposal, &citable)
+                    .await
+            });
             // Dropping the check on timeout cancels its model call.
             let r = tokio::time::timeout(timeout, check)
                 .await
-                .unwrap_or(Err(LlmError::Timeout));
+                .unwrap_or(Err(AgentError::Llm(LlmError::Timeout)));
             match r {
+                Err(AgentError::Panicked(_)) if panicked_before => break r,
                 Err(e) if e.is_retryable() && attempt <= retry.max_retries => {
+                    panicked_before = matches!(e, AgentError::Panicked(_));
                     tokio::time::sleep(retry.delay(attempt, e.retry_after())).await;
                 }
                 other => break other,
@@ -630,7 +664,6 @@ impl Progress {
                 (verdict, meta, None)
             }
             Err(e) => {
-                let e = AgentError::Llm(e);
                 tracing::warn!(agent = %kind, error = %e, attempts = attempt, "supervisor check failed: escalating");
                 let meta = StepMeta::fallback();
                 (
@@ -707,6 +740,12 @@ impl Progress {
                 "{kind}: {e} after {attempts} attempt(s); deterministic fallback used"
             ));
         }
+        let is_error = error.is_some();
+        // Repairs inside a successful step (model output rejected, re-asked) are kept with
+        // the step's contribution rather than dropped.
+        let note = error.or_else(|| {
+            (!meta.notes.is_empty()).then(|| format!("repaired: {}", meta.notes.join("; ")))
+        });
         self.contributions.push(AgentContribution {
             agent: kind,
             provider: meta.provider,
@@ -717,8 +756,8 @@ impl Progress {
             tokens_in: meta.tokens_in,
             tokens_out: meta.tokens_out,
             cost_usd: meta.cost_usd,
-            degraded: error.is_some(),
-            note: error,
+            degraded: is_error,
+            note,
             resumed: false,
         });
         Ok(())
@@ -749,7 +788,9 @@ where
     O: Send + 'static,
 {
     let timeout = cfg.timeout(kind);
+    let retry = cfg.retry(kind);
     let mut attempt = 0u32;
+    let mut panicked_before = false;
     loop {
         attempt += 1;
         let error = match slot.current() {
@@ -768,12 +809,8 @@ where
                 };
                 match tokio::time::timeout(timeout + CALLER_GRACE, addr.send(make(env))).await {
                     Ok(Ok(Ok(reply))) => return Ok((reply, attempt)),
-                    Ok(Ok(Err(e))) => {
-                        if let AgentError::Panicked(why) = &e {
-                            slot.report_crash(generation, why);
-                        }
-                        e
-                    }
+                    // A panic failed this request only: the instance is not suspect.
+                    Ok(Ok(Err(e))) => e,
                     Ok(Err(MailboxError::Closed)) => {
                         slot.report_crash(generation, "mailbox closed");
                         AgentError::Stopped
@@ -783,18 +820,38 @@ where
             }
         };
         cfg.metrics.step_error(kind.as_str(), error.kind());
-        if !error.is_retryable() || attempt > cfg.retry.max_retries {
+        let panicked = matches!(error, AgentError::Panicked(_));
+        if panicked && panicked_before {
+            tracing::warn!(agent = %kind, attempt, error = %error, "panicked twice on the same input: deterministic, not retried");
             return Err((error, attempt));
         }
-        let delay = cfg.retry.delay(attempt, error.retry_after());
+        panicked_before = panicked;
+        if !error.is_retryable() || attempt > retry.max_retries {
+            return Err((error, attempt));
+        }
+        let delay = retry.delay(attempt, error.retry_after());
         tracing::warn!(agent = %kind, attempt, error = %error, delay_ms = delay.as_millis() as u64, "step attempt failed: retrying");
         tokio::time::sleep(delay).await;
     }
 }
 
 /// Enrichment fallback: only what the alert itself says. Every claimed screening hit is
-/// unverifiable, so the alert cannot be cleared.
+/// unverifiable, so the alert cannot be cleared. Panic-isolated: if even that panics, no facts
+/// and a gap saying so (the step is degraded either way, so nothing can clear).
 fn fallback_facts(alert: &Alert, e: &AgentError) -> EnrichmentFacts {
+    contain(
+        "enrichment_fallback",
+        || fallback_facts_inner(alert, e),
+        |why| EnrichmentFacts {
+            gaps: vec![format!(
+                "data enrichment failed ({e}) and its fallback panicked ({why}): no facts"
+            )],
+            ..Default::default()
+        },
+    )
+}
+
+fn fallback_facts_inner(alert: &Alert, e: &AgentError) -> EnrichmentFacts {
     let claims = alert
         .screening_matches()
         .iter()
@@ -861,8 +918,29 @@ fn fallback_context(
 }
 
 /// Decision fallback: the deterministic policy with this step counted as degraded, which
-/// rules out AUTO_CLEAR.
+/// rules out AUTO_CLEAR. Panic-isolated: if the policy itself panics, an L2 escalation.
 fn fallback_proposal(
+    alert: &Alert,
+    facts: &EnrichmentFacts,
+    risk: &RiskAssessment,
+    degraded_before: &[String],
+    t: &Thresholds,
+    e: &AgentError,
+) -> DecisionProposal {
+    contain(
+        "decision_fallback",
+        || fallback_proposal_inner(alert, facts, risk, degraded_before, t, e),
+        |why| {
+            escalated_proposal(
+                &format!("decision maker failed ({e}) and the policy fallback panicked ({why})"),
+                Disposition::EscalateL2,
+                Vec::new(),
+            )
+        },
+    )
+}
+
+fn fallback_proposal_inner(
     alert: &Alert,
     facts: &EnrichmentFacts,
     risk: &RiskAssessment,

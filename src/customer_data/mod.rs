@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::facts::{AccountProfile, CustomerHistory};
 use crate::llm::http::{parse_retry_after, short};
-use crate::llm::secret::ApiKey;
+use crate::secret::ApiKey;
 
 /// Header carrying the API key.
 pub const API_KEY_HEADER: &str = "X-API-Key";

@@ -175,3 +175,20 @@ pub struct Decision {
     /// When it was decided.
     pub decided_at: DateTime<Utc>,
 }
+
+/// The DecisionMaker's output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DecisionProposal {
+    /// Final disposition: the policy floor raised by the model where it asked.
+    pub disposition: Disposition,
+    /// Final confidence: the evidence's, lowered by the model where it asked.
+    pub confidence: f64,
+    /// Rationale citing evidence ids.
+    pub rationale: String,
+    /// Evidence ids cited.
+    pub evidence_ids: Vec<String>,
+    /// The deterministic policy outcome (the floor).
+    pub policy: super::policy::PolicyOutcome,
+    /// What the model proposed before bounding, when a model answered usably.
+    pub model_disposition: Option<Disposition>,
+}

@@ -150,18 +150,19 @@ pub fn data_completeness(alert: &Alert) -> f64 {
 }
 
 impl ReferenceData {
-    /// Loads the lists named by `LIST_PATHS` and `JURISDICTION_PATH`.
-    pub fn load(settings: &crate::config::Settings) -> Result<Self, String> {
-        let lists = if settings.list_paths.is_empty() {
+    /// Loads the screening lists at `list_paths` and the jurisdiction table at
+    /// `jurisdiction_path` (without one, a table inside the list folders is used).
+    /// `ReferenceData::load` (in [`crate::reference`]) reads both from the settings.
+    pub fn load_paths(
+        list_paths: &[std::path::PathBuf],
+        jurisdiction_path: Option<std::path::PathBuf>,
+    ) -> Result<Self, String> {
+        let lists = if list_paths.is_empty() {
             ScreeningLists::empty()
         } else {
-            ScreeningLists::load_paths(&settings.list_paths).map_err(|e| e.to_string())?
+            ScreeningLists::load_paths(list_paths).map_err(|e| e.to_string())?
         };
-        // Without an explicit path, a jurisdiction table inside the list folders is used.
-        let path = settings
-            .jurisdiction_path
-            .clone()
-            .or_else(|| find_jurisdiction_table(&settings.list_paths));
+        let path = jurisdiction_path.or_else(|| find_jurisdiction_table(list_paths));
         let jurisdictions = match &path {
             Some(p) => JurisdictionTable::load(p).map_err(|e| e.to_string())?,
             None => JurisdictionTable::empty(),

@@ -50,14 +50,6 @@ impl AgentKind {
             AgentKind::SupervisorCheck => "supervisor_check",
         }
     }
-
-    /// Parses a step name.
-    pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL
-            .into_iter()
-            .chain([AgentKind::SupervisorCheck])
-            .find(|k| k.as_str() == name)
-    }
 }
 
 impl std::fmt::Display for AgentKind {

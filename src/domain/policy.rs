@@ -43,9 +43,20 @@ pub struct Thresholds {
     pub severe_score: f64,
 }
 
+impl Thresholds {
+    /// The default thresholds (the configuration's defaults are these).
+    pub const DEFAULT: Thresholds = Thresholds {
+        auto_clear_confidence: 0.85,
+        escalate_l2_confidence: 0.70,
+        medium_score: 40.0,
+        high_score: 70.0,
+        severe_score: 85.0,
+    };
+}
+
 impl Default for Thresholds {
     fn default() -> Self {
-        crate::config::Settings::default().thresholds()
+        Self::DEFAULT
     }
 }
 

@@ -12,7 +12,7 @@ use super::{LlmError, LlmProvider, LlmRequest, LlmResponse};
 /// Provider name recorded on steps.
 pub const ANTHROPIC_PROVIDER: &str = "anthropic";
 /// Default API base.
-pub const DEFAULT_BASE_URL: &str = "https://api.anthropic.com";
+pub const DEFAULT_BASE_URL: &str = crate::config::ANTHROPIC_DEFAULT_BASE_URL;
 /// The API version this client speaks.
 pub const ANTHROPIC_VERSION: &str = "2023-06-01";
 

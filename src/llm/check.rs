@@ -12,11 +12,11 @@ use super::structured::{Outcome, bracketed, complete_validated, extract_json};
 use super::{LlmError, LlmProvider, LlmRequest, LlmTask, pii};
 use crate::domain::AgentKind;
 use crate::domain::alert::Alert;
+use crate::domain::decision::DecisionProposal;
 use crate::domain::decision::Disposition;
 use crate::domain::facts::EnrichmentFacts;
 use crate::domain::policy::{self, Thresholds};
 use crate::domain::scoring::RiskAssessment;
-use crate::messages::decision::DecisionProposal;
 
 /// Output limit for verdicts.
 const CHECK_MAX_TOKENS: u32 = 400;
@@ -258,9 +258,40 @@ mod tests {
             parse_verdict(r#"{"consistent":true,"escalate_to":"AUTO_CLEAR","confidence":1.0}"#)
                 .unwrap();
         assert_eq!(clear.escalate_to, Some(Disposition::AutoClear));
-        assert_eq!(
-            Disposition::EscalateL2.max(clear.escalate_to.unwrap()),
-            Disposition::EscalateL2
-        );
+        // `apply` itself: for every disposition and every verdict, never lower, and confidence
+        // only lowered.
+        let all = [
+            Disposition::AutoClear,
+            Disposition::EscalateL2,
+            Disposition::EscalateL3,
+            Disposition::EscalateSar,
+            Disposition::BlockTransaction,
+        ];
+        let proposal =
+            |d: Disposition| crate::actors::containment::escalated_proposal("test", d, vec![]);
+        for from in all {
+            for to in all.map(Some).into_iter().chain([None]) {
+                for consistent in [true, false] {
+                    let mut p = proposal(from);
+                    p.disposition = from;
+                    p.confidence = 0.6;
+                    let v = CheckVerdict {
+                        consistent,
+                        escalate_to: to,
+                        confidence: Some(0.9),
+                        findings: vec![],
+                    };
+                    let out = apply(p, &v);
+                    assert!(out.disposition >= from, "{from:?} {to:?} {consistent}");
+                    assert!(out.confidence <= 0.6);
+                    if !consistent {
+                        assert!(out.disposition >= Disposition::EscalateL2);
+                    }
+                }
+            }
+        }
+        let mut p = proposal(Disposition::EscalateL2);
+        p.disposition = Disposition::EscalateL3;
+        assert_eq!(apply(p, &clear).disposition, Disposition::EscalateL3);
     }
 }

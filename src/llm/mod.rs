@@ -10,13 +10,11 @@ pub mod http;
 pub mod offline;
 pub mod openai;
 pub mod pii;
-pub mod pricing;
+pub use crate::pricing;
 pub mod prompts;
 pub mod registry;
-pub mod secret;
+pub use crate::secret;
 pub mod structured;
-
-use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
@@ -98,58 +96,8 @@ pub struct LlmResponse {
     pub cost_usd: f64,
 }
 
-/// A provider failure, classified for the retry policy. Messages never carry API keys.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum LlmError {
-    /// The call took too long.
-    #[error("model call timed out")]
-    Timeout,
-    /// The provider asked us to slow down.
-    #[error("rate limited by the provider")]
-    RateLimited {
-        /// How long the provider asked us to wait.
-        retry_after: Option<Duration>,
-    },
-    /// The provider failed or is overloaded (5xx).
-    #[error("provider error (status {status})")]
-    Server {
-        /// HTTP status.
-        status: u16,
-    },
-    /// The provider refused our credentials.
-    #[error("provider rejected the credentials")]
-    Unauthorized,
-    /// The provider rejected the request as malformed.
-    #[error("provider rejected the request: {0}")]
-    BadRequest(String),
-    /// The answer could not be used.
-    #[error("model output unusable: {0}")]
-    Malformed(String),
-    /// The provider could not be reached.
-    #[error("provider unreachable: {0}")]
-    Transport(String),
-}
-
-impl LlmError {
-    /// Whether trying again may succeed.
-    pub fn is_retryable(&self) -> bool {
-        matches!(
-            self,
-            LlmError::Timeout
-                | LlmError::RateLimited { .. }
-                | LlmError::Server { .. }
-                | LlmError::Transport(_)
-        )
-    }
-
-    /// Delay the provider asked for, if any.
-    pub fn retry_after(&self) -> Option<Duration> {
-        match self {
-            LlmError::RateLimited { retry_after } => *retry_after,
-            _ => None,
-        }
-    }
-}
+/// A provider failure (defined in the step protocol; re-exported here).
+pub use crate::protocol::LlmError;
 
 /// A language-model provider.
 pub trait LlmProvider: Send + Sync + 'static {

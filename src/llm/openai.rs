@@ -21,30 +21,12 @@ use super::{LlmError, LlmProvider, LlmRequest, LlmResponse};
 /// Provider name recorded on steps.
 pub const OPENAI_PROVIDER: &str = "openai";
 /// Default API base.
-pub const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
+pub const DEFAULT_BASE_URL: &str = crate::config::OPENAI_DEFAULT_BASE_URL;
 
-/// How the JSON answer is requested (`OPENAI_RESPONSE_FORMAT`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JsonMode {
-    /// `{"type":"json_object"}`: any JSON object; the schema is in the prompt.
-    JsonObject,
-    /// `{"type":"json_schema","json_schema":{"name","schema"}}` (OpenAI structured outputs).
-    JsonSchema,
-    /// `{"type":"json_object","schema":{...}}` (llama-cpp-python's server).
-    JsonObjectSchema,
-}
+/// How the JSON answer is requested (defined with the configuration; re-exported here).
+pub use crate::config::JsonMode;
 
 impl JsonMode {
-    /// Parses the config value.
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "json_object" => Some(Self::JsonObject),
-            "json_schema" => Some(Self::JsonSchema),
-            "json_object_schema" => Some(Self::JsonObjectSchema),
-            _ => None,
-        }
-    }
-
     fn response_format(self, schema: Option<&serde_json::Value>) -> serde_json::Value {
         match (self, schema) {
             (Self::JsonSchema, Some(s)) => serde_json::json!({

@@ -36,8 +36,8 @@ pub struct Outcome<T> {
 
 impl<T> Outcome<T> {
     /// The value and the step provenance it carries.
-    pub fn into_parts(self) -> (T, crate::messages::StepMeta) {
-        let meta = crate::messages::StepMeta {
+    pub fn into_parts(self) -> (T, crate::protocol::StepMeta) {
+        let meta = crate::protocol::StepMeta {
             provider: self.provider,
             model: self.model,
             prompt_version: self.prompt_version,

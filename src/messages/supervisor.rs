@@ -6,10 +6,10 @@ use actix::Message;
 use chrono::{DateTime, Utc};
 use tokio::sync::OwnedSemaphorePermit;
 
-use crate::actors::supervision::AgentHealth;
 use crate::domain::alert::Alert;
 use crate::domain::decision::Decision;
 use crate::error::TriageError;
+use crate::protocol::AgentHealth;
 use crate::store::StepRecord;
 
 /// Triage one admitted alert to its decision.

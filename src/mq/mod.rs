@@ -11,7 +11,6 @@
 //!
 //! Queue names and settings per topology are in `docs/deployment.md`.
 
-pub mod bridge;
 pub mod remote;
 
 use std::sync::Arc;
@@ -269,16 +268,6 @@ pub async fn publish_confirmed(
 /// A string header value.
 pub fn text_header(value: &str) -> AMQPValue {
     AMQPValue::LongString(LongString::from(value))
-}
-
-/// A string header of a message, if present.
-pub fn header_text(properties: &BasicProperties, key: &str) -> Option<String> {
-    let headers = properties.headers().as_ref()?;
-    match headers.inner().get(key)? {
-        AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
-        AMQPValue::ShortString(s) => Some(s.as_str().to_string()),
-        _ => None,
-    }
 }
 
 /// Exponential reconnection backoff with jitter: 0.5 s doubling to 30 s, reset once a

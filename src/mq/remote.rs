@@ -11,7 +11,8 @@
 //! remaining deadline, so the broker drops those nobody will wait for; a worker that dies
 //! mid-call leaves its request unacknowledged and RabbitMQ hands it to another worker.
 //!
-//! The serving side is [`serve_step`], run by [`crate::worker`].
+//! The serving side is `crate::actors::serve::serve_step`, run by [`crate::worker`]; this
+//! module imports nothing of the actors.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -19,34 +20,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use actix::{Actor, Context, Handler, MailboxError, Message};
 use futures_util::StreamExt;
 use lapin::options::{BasicConsumeOptions, BasicPublishOptions, QueueDeclareOptions};
 use lapin::types::{FieldTable, ShortString};
 use lapin::{BasicProperties, Channel};
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::{AmqpUrl, Backoff, LinkStatus, MqError, agent_queue, agent_short_name};
-use crate::actors::supervision::Slot;
-use crate::actors::supervisor::Agents;
 use crate::domain::AgentKind;
-use crate::domain::alert::Alert;
-use crate::domain::context::CaseContext;
-use crate::domain::facts::EnrichmentFacts;
-use crate::domain::scoring::RiskAssessment;
-use crate::messages::context::BuildContext;
-use crate::messages::decision::Decide;
-use crate::messages::enrichment::Enrich;
-use crate::messages::scoring::Score;
-use crate::messages::{AgentError, StepEnvelope, StepMeta, StepReply, StepResult};
-
-/// Extra time a worker gives its local agent beyond the step's deadline before answering
-/// that it timed out (the caller has given up by then anyway).
-const WORKER_GRACE: Duration = Duration::from_millis(250);
+use crate::protocol::{AgentError, StepEnvelope, StepResult};
 
 /// How long a call waits for the broker link (at start, or while it reconnects) before
 /// failing as unreachable; the step's own deadline bounds it too.
@@ -55,114 +40,7 @@ const LINK_WAIT: Duration = Duration::from_secs(2);
 /// How often the client counts the workers consuming each agent queue.
 const CONSUMER_POLL: Duration = Duration::from_secs(1);
 
-/// One step of one alert, as sent to a worker.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct StepRequest {
-    /// Which agent must run it.
-    pub agent: AgentKind,
-    /// The alert.
-    pub alert: Alert,
-    /// 1-based attempt number, as the supervisor counts them.
-    pub attempt: u32,
-    /// Time left for the step when it was sent, in milliseconds.
-    pub timeout_ms: u64,
-    /// Enrichment facts (scoring, context, decision).
-    #[serde(default)]
-    pub facts: Option<EnrichmentFacts>,
-    /// Risk assessment (context, decision).
-    #[serde(default)]
-    pub risk: Option<RiskAssessment>,
-    /// Case context (decision).
-    #[serde(default)]
-    pub context: Option<CaseContext>,
-    /// Steps that degraded before this one (decision).
-    #[serde(default)]
-    pub degraded_steps: Vec<String>,
-}
-
-/// A worker's answer to one [`StepRequest`].
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "status", rename_all = "snake_case")]
-pub enum StepResponse {
-    /// The step's output and provenance.
-    Ok {
-        /// The output (the agent's output type as JSON).
-        output: serde_json::Value,
-        /// Provenance.
-        meta: StepMeta,
-    },
-    /// The step failed on the worker.
-    Failed {
-        /// The error kind (as in the `agent_step_errors` metric).
-        kind: String,
-        /// What failed.
-        message: String,
-        /// Whether another attempt may succeed.
-        retryable: bool,
-    },
-}
-
-impl StepResponse {
-    /// The response for a local step result.
-    pub fn from_result<O: Serialize>(result: StepResult<O>) -> Self {
-        match result {
-            Ok(reply) => match serde_json::to_value(&reply.output) {
-                Ok(output) => StepResponse::Ok {
-                    output,
-                    meta: reply.meta,
-                },
-                Err(e) => StepResponse::failed("encode", e, false),
-            },
-            Err(e) => StepResponse::Failed {
-                kind: e.kind().to_string(),
-                message: e.to_string(),
-                retryable: e.is_retryable(),
-            },
-        }
-    }
-
-    /// A failure response.
-    pub fn failed(kind: &str, message: impl std::fmt::Display, retryable: bool) -> Self {
-        StepResponse::Failed {
-            kind: kind.to_string(),
-            message: message.to_string(),
-            retryable,
-        }
-    }
-
-    /// Back to the step result the supervisor expects.
-    pub fn into_result<O: DeserializeOwned>(self) -> StepResult<O> {
-        match self {
-            StepResponse::Ok { output, meta } => serde_json::from_value(output)
-                .map(|output| StepReply { output, meta })
-                .map_err(|e| AgentError::Remote {
-                    message: format!("unreadable output from worker: {e}"),
-                    retryable: true,
-                }),
-            StepResponse::Failed {
-                kind,
-                message,
-                retryable,
-            } => Err(AgentError::Remote {
-                message: format!("{kind}: {message}"),
-                retryable,
-            }),
-        }
-    }
-}
-
-/// The earlier steps' outputs a step needs (empty for enrichment).
-#[derive(Debug, Clone, Default)]
-pub struct StepInputs {
-    /// Enrichment facts.
-    pub facts: Option<EnrichmentFacts>,
-    /// Risk assessment.
-    pub risk: Option<RiskAssessment>,
-    /// Case context.
-    pub context: Option<CaseContext>,
-    /// Steps that degraded before this one.
-    pub degraded_steps: Vec<String>,
-}
+pub use crate::protocol::{StepInputs, StepRequest, StepResponse};
 
 #[derive(Clone)]
 struct Link {
@@ -461,6 +339,16 @@ impl RemoteClient {
     }
 }
 
+impl crate::protocol::RemoteSteps for RemoteAgent {
+    fn call_json(
+        &self,
+        env: &StepEnvelope,
+        inputs: StepInputs,
+    ) -> futures_util::future::LocalBoxFuture<'static, StepResult<serde_json::Value>> {
+        Box::pin(self.call::<serde_json::Value>(env, inputs))
+    }
+}
+
 /// Removes a call's entry however the call ends (reply, timeout, cancellation).
 struct ForgetOnDrop<'a> {
     client: &'a RemoteClient,
@@ -517,100 +405,6 @@ impl RemoteAgent {
                 .into_result()
         }
     }
-}
-
-/// Runs one remote step on this node's local agents (worker side): one attempt under the
-/// request's deadline; the caller counts attempts and retries. A panic restarts the local
-/// agent through its slot, as for a local call.
-pub async fn serve_step(agents: &Agents, request: StepRequest) -> StepResponse {
-    let timeout = Duration::from_millis(request.timeout_ms.max(1));
-    let cancel = CancellationToken::new();
-    let _cancel_on_exit = cancel.clone().drop_guard();
-    let env = StepEnvelope {
-        alert: Arc::new(request.alert),
-        attempt: request.attempt,
-        deadline: Instant::now() + timeout,
-        cancel,
-        span: tracing::Span::current(),
-    };
-    let missing = |what: &str| {
-        StepResponse::failed(
-            "invalid_request",
-            format!("step request lacks `{what}`"),
-            false,
-        )
-    };
-    match request.agent {
-        AgentKind::DataEnrichment => respond(&agents.enrichment, Enrich { env }, timeout).await,
-        AgentKind::RiskScoring => {
-            let Some(facts) = request.facts else {
-                return missing("facts");
-            };
-            let msg = Score {
-                env,
-                facts: Arc::new(facts),
-            };
-            respond(&agents.scoring, msg, timeout).await
-        }
-        AgentKind::ContextBuilder => {
-            let (Some(facts), Some(risk)) = (request.facts, request.risk) else {
-                return missing("facts and risk");
-            };
-            let msg = BuildContext {
-                env,
-                facts: Arc::new(facts),
-                risk: Arc::new(risk),
-            };
-            respond(&agents.context, msg, timeout).await
-        }
-        AgentKind::DecisionMaker => {
-            let (Some(facts), Some(risk), Some(context)) =
-                (request.facts, request.risk, request.context)
-            else {
-                return missing("facts, risk and context");
-            };
-            let msg = Decide {
-                env,
-                facts: Arc::new(facts),
-                risk: Arc::new(risk),
-                context: Arc::new(context),
-                degraded_steps: request.degraded_steps,
-            };
-            respond(&agents.decision, msg, timeout).await
-        }
-        AgentKind::SupervisorCheck => StepResponse::failed(
-            "invalid_request",
-            "the supervisor check runs on the deciding node",
-            false,
-        ),
-    }
-}
-
-async fn respond<A, M, O>(slot: &Arc<Slot<A>>, msg: M, timeout: Duration) -> StepResponse
-where
-    A: Actor<Context = Context<A>> + Handler<M>,
-    M: Message<Result = StepResult<O>> + Send + 'static,
-    O: Serialize + Send + 'static,
-{
-    let result = match slot.current() {
-        Err(e) => Err(e),
-        Ok((addr, generation)) => {
-            match tokio::time::timeout(timeout + WORKER_GRACE, addr.send(msg)).await {
-                Ok(Ok(r)) => {
-                    if let Err(AgentError::Panicked(why)) = &r {
-                        slot.report_crash(generation, why);
-                    }
-                    r
-                }
-                Ok(Err(MailboxError::Closed)) => {
-                    slot.report_crash(generation, "mailbox closed");
-                    Err(AgentError::Stopped)
-                }
-                Ok(Err(MailboxError::Timeout)) | Err(_) => Err(AgentError::Timeout),
-            }
-        }
-    };
-    StepResponse::from_result(result)
 }
 
 #[cfg(test)]

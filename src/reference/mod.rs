@@ -245,3 +245,11 @@ pub fn fingerprint(paths: &[PathBuf]) -> String {
     out.sort();
     out.join("\n")
 }
+
+impl ReferenceData {
+    /// Loads the lists named by `LIST_PATHS` and `JURISDICTION_PATH` (kept here, not in the
+    /// pure domain, which imports nothing of the configuration).
+    pub fn load(settings: &crate::config::Settings) -> Result<Self, String> {
+        Self::load_paths(&settings.list_paths, settings.jurisdiction_path.clone())
+    }
+}

@@ -11,7 +11,8 @@
 pub mod auth;
 pub mod canary;
 pub mod feedback;
-pub mod metrics;
+/// Review metrics live with the engine's registry, in [`crate::metrics::review`].
+pub use crate::metrics::review as metrics;
 pub mod oidc;
 pub mod qa;
 

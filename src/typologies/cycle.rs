@@ -6,7 +6,7 @@
 //! checked against the counterparties in the alert. That hint is untrusted context, so it can
 //! only raise risk: without it the detector sees less, never more.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
@@ -35,29 +35,21 @@ pub fn detect(alert: &Alert) -> Option<TypologyFinding> {
     let mut ids: Vec<String> = Vec::new();
     let mut parts: Vec<String> = Vec::new();
 
-    // Visible two-party round trips: out to a party, back from it within the window.
-    let parties: BTreeSet<String> = txs.iter().filter_map(|t| counterparty_key(t)).collect();
+    // Visible two-party round trips: out to a party, back from it within the window. One
+    // pass groups the legs by party (in time order); each party's trip is then found with a
+    // binary search per outgoing leg: O(n log n) in the alert's transactions.
+    let mut by_party: BTreeMap<String, Vec<&Transaction>> = BTreeMap::new();
+    for t in &txs {
+        if let Some(k) = counterparty_key(t) {
+            by_party.entry(k).or_default().push(t);
+        }
+    }
     let (mut new_trips, mut habitual_trips) = (0, 0);
     let mut example: Option<(&Transaction, &Transaction)> = None;
-    for party in &parties {
-        let legs: Vec<&Transaction> = txs
-            .iter()
-            .copied()
-            .filter(|t| counterparty_key(t).as_ref() == Some(party))
-            .collect();
-        let trip = legs.iter().find_map(|o| {
-            (o.direction == Direction::Out)
-                .then(|| {
-                    legs.iter().find(|i| {
-                        i.direction == Direction::In
-                            && i.timestamp > o.timestamp
-                            && within_days(o.timestamp, i.timestamp, FAN_WINDOW_DAYS)
-                    })
-                })
-                .flatten()
-                .map(|i| (*o, *i))
-        });
-        let Some((out, back)) = trip else { continue };
+    for legs in by_party.values() {
+        let Some((out, back)) = round_trip(legs) else {
+            continue;
+        };
         // A party seen only for the trip itself has no relationship that explains it.
         if legs.len() <= 2 {
             new_trips += 1;
@@ -85,7 +77,8 @@ pub fn detect(alert: &Alert) -> Option<TypologyFinding> {
         ));
     }
 
-    // Longer cycles reported by the monitoring system.
+    // Longer cycles reported by the monitoring system (at most MAX_REPORTED_CYCLES, each one
+    // pass over the transactions).
     for members in reported_cycles(alert) {
         let legs: Vec<&Transaction> = txs
             .iter()
@@ -128,8 +121,31 @@ pub fn detect(alert: &Alert) -> Option<TypologyFinding> {
     Some(finding(NAME, strength, ids, parts.join("; ")))
 }
 
-/// Account lists of cycles the source system reported in its rule features; malformed or
-/// absent entries are ignored.
+/// The first round trip among one party's legs (in time order): the earliest outgoing leg
+/// followed, within [`FAN_WINDOW_DAYS`], by an incoming one; with it, the first such incoming
+/// leg. The legs are sorted by time, so the first incoming leg strictly after an outgoing one
+/// is found by binary search, and if it is outside the window every later one is too.
+fn round_trip<'a>(legs: &[&'a Transaction]) -> Option<(&'a Transaction, &'a Transaction)> {
+    let ins: Vec<&Transaction> = legs
+        .iter()
+        .copied()
+        .filter(|t| t.direction == Direction::In)
+        .collect();
+    legs.iter()
+        .copied()
+        .filter(|t| t.direction == Direction::Out)
+        .find_map(|o| {
+            let next = ins.partition_point(|i| i.timestamp <= o.timestamp);
+            let i = *ins.get(next)?;
+            within_days(o.timestamp, i.timestamp, FAN_WINDOW_DAYS).then_some((o, i))
+        })
+}
+
+/// Reported cycles beyond this many are ignored (each costs one pass over the transactions).
+pub const MAX_REPORTED_CYCLES: usize = 32;
+
+/// Account lists of cycles the source system reported in its rule features (the first
+/// [`MAX_REPORTED_CYCLES`]); malformed or absent entries are ignored.
 fn reported_cycles(alert: &Alert) -> Vec<BTreeSet<String>> {
     let Some(Value::Array(rules)) = alert.metadata.get("rules_fired") else {
         return Vec::new();
@@ -144,6 +160,7 @@ fn reported_cycles(alert: &Alert) -> Vec<BTreeSet<String>> {
                 .collect::<BTreeSet<String>>()
         })
         .filter(|m| m.len() >= 2)
+        .take(MAX_REPORTED_CYCLES)
         .collect()
 }
 

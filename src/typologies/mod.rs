@@ -421,3 +421,66 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod bounded_cost_tests {
+    use super::test_support::*;
+    use super::*;
+
+    /// 10,000 transactions shaped for the pairwise detectors' worst case: every detector
+    /// together stays well within a step timeout (linear or bounded, not quadratic).
+    #[test]
+    fn detectors_are_bounded_on_the_largest_alert() {
+        let txs = (0..crate::domain::alert::MAX_TRANSACTIONS)
+            .map(|i| {
+                let p = format!("P{}", i / 2);
+                let mut t = if i % 2 == 0 {
+                    tx_out(&format!("T{i}"), 0, 10.0, &p)
+                } else {
+                    tx_in(&format!("T{i}"), 0, 1000.0, &p)
+                };
+                t.timestamp += chrono::TimeDelta::seconds(i as i64);
+                t
+            })
+            .collect();
+        let a = alert(txs);
+        let juris = JurisdictionTable::empty();
+        let mut total = std::time::Duration::ZERO;
+        type Detector<'a> = (&'a str, Box<dyn Fn() -> usize + 'a>);
+        let detectors: Vec<Detector> = vec![
+            (
+                "profile",
+                Box::new(|| counterparty_profile::detect(&a).iter().count()),
+            ),
+            (
+                "structuring",
+                Box::new(|| structuring::detect(&a).iter().count()),
+            ),
+            ("fan_in", Box::new(|| fan_in::detect(&a).iter().count())),
+            ("fan_out", Box::new(|| fan_out::detect(&a).iter().count())),
+            (
+                "pass_through",
+                Box::new(|| rapid_pass_through::detect(&a).iter().count()),
+            ),
+            (
+                "round",
+                Box::new(|| round_amounts::detect(&a).iter().count()),
+            ),
+            ("velocity", Box::new(|| velocity::detect(&a).iter().count())),
+            (
+                "corridor",
+                Box::new(|| high_risk_corridor::detect(&a, &juris).iter().count()),
+            ),
+            ("cycle", Box::new(|| cycle::detect(&a).iter().count())),
+        ];
+        for (name, d) in &detectors {
+            let started = std::time::Instant::now();
+            d();
+            let took = started.elapsed();
+            eprintln!("{name}: {took:?}");
+            total += took;
+        }
+        // Quadratic detectors took ~25 s here (debug build); bounded ones well under 1 s idle.
+        assert!(total < std::time::Duration::from_secs(5), "{total:?}");
+    }
+}

@@ -19,6 +19,11 @@ pub const PASS_THROUGH_RATIO: std::ops::RangeInclusive<f64> = 0.8..=1.0;
 /// At most this many debits are combined: a credit split into many pieces is a fan-out.
 pub const PASS_THROUGH_MAX_DEBITS: usize = 3;
 
+/// At most this many debits after a credit are considered for it: a credit followed within
+/// days by more debits than this is a fan-out or a high-volume account, found by those
+/// detectors; the bound keeps this detector linear in the alert's transactions.
+pub const PASS_THROUGH_MAX_SCAN: usize = 256;
+
 /// One credit and the debits that passed it on.
 struct Hit<'a> {
     credit: &'a Transaction,
@@ -33,22 +38,32 @@ struct Hit<'a> {
 pub fn detect(alert: &Alert) -> Option<TypologyFinding> {
     let txs = by_time(alert);
     let profile = CounterpartyProfile::of(alert);
+    // Debits in time order with their counterparty keys, computed once: each credit's window
+    // is found by binary search and walked for at most PASS_THROUGH_MAX_SCAN debits, so the
+    // cost is O(n log n + credits x PASS_THROUGH_MAX_SCAN), not quadratic.
+    let outs: Vec<(&Transaction, Option<String>)> = txs
+        .iter()
+        .copied()
+        .filter(|t| t.direction == Direction::Out)
+        .map(|t| (t, counterparty_key(t)))
+        .collect();
     let mut hits = Vec::new();
     for credit in txs.iter().filter(|t| t.direction == Direction::In) {
         if credit.amount <= 0.0 {
             continue;
         }
         let sender = counterparty_key(credit);
-        let debits: Vec<&Transaction> = txs
+        let start = outs.partition_point(|(t, _)| t.timestamp < credit.timestamp);
+        let debits: Vec<&Transaction> = outs[start..]
             .iter()
-            .copied()
-            .filter(|t| {
-                t.direction == Direction::Out
-                    && t.currency == credit.currency
-                    && within_days(credit.timestamp, t.timestamp, PASS_THROUGH_DAYS)
+            .take_while(|(t, _)| within_days(credit.timestamp, t.timestamp, PASS_THROUGH_DAYS))
+            .take(PASS_THROUGH_MAX_SCAN)
+            .filter(|(t, key)| {
+                t.currency == credit.currency
                     // Paying the sender back is a return, not a pass-through.
-                    && (sender.is_none() || counterparty_key(t) != sender)
+                    && (sender.is_none() || *key != sender)
             })
+            .map(|(t, _)| *t)
             .collect();
         let in_range = |sum: f64| PASS_THROUGH_RATIO.contains(&(sum / credit.amount));
         // The earliest debits first (the rule's shape), else any single matching debit.

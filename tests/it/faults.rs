@@ -351,7 +351,7 @@ async fn nul_byte_is_refused_on_every_backend() {
             .await
             .unwrap(),
         );
-        let bridge = aml_triage::mq::bridge::Bridge::start(engine.clone()).unwrap();
+        let bridge = aml_triage::bridge::Bridge::start(engine.clone()).unwrap();
         let conn = connect(&vhost.url).await;
         let ch = confirmed_channel(&conn).await;
         declare_queue(&ch, "aml.alerts").await;

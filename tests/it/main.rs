@@ -3,6 +3,7 @@
 mod support;
 
 mod admission;
+mod bounded;
 mod deploy;
 mod durability;
 mod failsafe;
@@ -10,6 +11,7 @@ mod faults;
 mod http;
 mod http_support;
 mod input;
+mod layering;
 mod lists;
 mod llm;
 mod mq;

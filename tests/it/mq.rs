@@ -6,9 +6,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use aml_triage::bridge::Bridge;
 use aml_triage::domain::AgentKind;
 use aml_triage::mq::AmqpUrl;
-use aml_triage::mq::bridge::Bridge;
 use aml_triage::worker::Worker;
 use aml_triage::{Disposition, Engine, Settings};
 use futures_util::StreamExt;

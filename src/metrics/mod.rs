@@ -20,8 +20,10 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use crate::actors::supervision::{AgentHealth, AgentStatus};
 use crate::error::TriageError;
+use crate::protocol::{AgentHealth, AgentStatus};
+
+pub mod review;
 
 /// Prefix of every metric name.
 pub const PREFIX: &str = "aml_triage";
@@ -192,7 +194,7 @@ struct Inner {
     mq_messages: Family<MqLabels, Counter>,
     list_age: Family<ListLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     list_reloads: Family<OutcomeLabels, Counter>,
-    review: crate::review::metrics::ReviewMetrics,
+    review: review::ReviewMetrics,
     /// Serialises sampling + encoding so two scrapes cannot double-count restarts.
     encode_lock: Mutex<()>,
 }
@@ -244,7 +246,7 @@ impl Metrics {
         "aml_triage_mq_messages_total",
         "aml_triage_list_age_seconds",
         "aml_triage_list_reloads_total",
-        // Analyst review: crate::review::metrics::ReviewMetrics::NAMES.
+        // Analyst review: review::ReviewMetrics::NAMES.
         "aml_triage_review_cases_open",
         "aml_triage_review_sar_overdue",
         "aml_triage_review_actions_total",
@@ -256,7 +258,7 @@ impl Metrics {
     /// A fresh registry with every family registered.
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix(PREFIX);
-        let review = crate::review::metrics::ReviewMetrics::register(&mut registry);
+        let review = review::ReviewMetrics::register(&mut registry);
         let alerts_processed = Family::<DispositionLabels, Counter>::default();
         registry.register(
             "alerts_processed",
@@ -422,7 +424,7 @@ impl Metrics {
     }
 
     /// The analyst-review metrics.
-    pub fn review(&self) -> &crate::review::metrics::ReviewMetrics {
+    pub fn review(&self) -> &review::ReviewMetrics {
         &self.inner.review
     }
 

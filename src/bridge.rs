@@ -39,9 +39,11 @@ use sha2::{Digest, Sha256};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::{AmqpUrl, Backoff, LinkStatus, MqError, PERSISTENT, publish_confirmed, text_header};
 use crate::engine::Engine;
 use crate::error::TriageError;
+use crate::mq::{
+    AmqpUrl, Backoff, LinkStatus, MqError, PERSISTENT, publish_confirmed, text_header,
+};
 use crate::{Alert, Decision};
 
 /// Delay before a message the node cannot take now is handed back to the broker.
@@ -150,10 +152,10 @@ async fn session(
 ) -> Result<(), MqError> {
     let settings = ctx.engine.settings();
     let url = &ctx.url;
-    let conn = super::connect(url, &format!("aml-triage bridge {}", settings.node_id)).await?;
+    let conn = crate::mq::connect(url, &format!("aml-triage bridge {}", settings.node_id)).await?;
     let broker = |e: lapin::Error| MqError::broker(url, e);
     let consume = conn.create_channel().await.map_err(broker)?;
-    super::declare_bridge_topology(url, &consume, settings).await?;
+    crate::mq::declare_bridge_topology(url, &consume, settings).await?;
     let publish = conn.create_channel().await.map_err(broker)?;
     publish
         .confirm_select(ConfirmSelectOptions::default())
@@ -295,11 +297,11 @@ async fn publish_and_ack(ctx: &Ctx, publish: &Channel, delivery: &Delivery, deci
     };
     let mut headers = FieldTable::default();
     headers.insert(
-        ShortString::from(super::ALERT_ID_HEADER),
+        ShortString::from(crate::mq::ALERT_ID_HEADER),
         text_header(&decision.alert_id),
     );
     headers.insert(
-        ShortString::from(super::NODE_HEADER),
+        ShortString::from(crate::mq::NODE_HEADER),
         text_header(&settings.node_id),
     );
     let properties = BasicProperties::default()
@@ -334,23 +336,26 @@ async fn dead_letter(ctx: &Ctx, publish: &Channel, delivery: &Delivery, poison: 
     let settings = ctx.engine.settings();
     let mut headers = FieldTable::default();
     headers.insert(
-        ShortString::from(super::REASON_HEADER),
+        ShortString::from(crate::mq::REASON_HEADER),
         text_header(&poison.reason),
     );
     headers.insert(
-        ShortString::from(super::REASON_KIND_HEADER),
+        ShortString::from(crate::mq::REASON_KIND_HEADER),
         text_header(poison.kind),
     );
     headers.insert(
-        ShortString::from(super::SOURCE_QUEUE_HEADER),
+        ShortString::from(crate::mq::SOURCE_QUEUE_HEADER),
         text_header(&settings.amqp_alert_queue),
     );
     headers.insert(
-        ShortString::from(super::NODE_HEADER),
+        ShortString::from(crate::mq::NODE_HEADER),
         text_header(&settings.node_id),
     );
     if let Some(id) = &poison.alert_id {
-        headers.insert(ShortString::from(super::ALERT_ID_HEADER), text_header(id));
+        headers.insert(
+            ShortString::from(crate::mq::ALERT_ID_HEADER),
+            text_header(id),
+        );
     }
     let mut properties = BasicProperties::default()
         .with_delivery_mode(PERSISTENT)
