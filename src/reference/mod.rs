@@ -172,9 +172,7 @@ impl ReferenceHandle {
                 .iter()
                 .filter(|f| f.list_id == id)
                 .map(|f| f.age_seconds(now))
-                .fold(None, |acc: Option<f64>, a| {
-                    Some(acc.map_or(a, |b| b.min(a)))
-                });
+                .reduce(f64::min);
             match newest {
                 None => out.push(format!("{id}: not loaded")),
                 Some(age) if max_age_hours > 0.0 && age > max_age_hours * 3600.0 => out.push(

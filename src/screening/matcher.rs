@@ -286,19 +286,21 @@ fn weight(role: TokenRole) -> f64 {
     }
 }
 
-/// Similarity of two tokens in 0..=1 (0 for unrelated tokens below [`TOKEN_MATCH`]).
-pub fn token_sim(a: &Token, b: &Token) -> f64 {
-    relate(a, b).similarity
-}
-
 /// Compares a customer name with a list name. `organisation` selects the stricter rule for
 /// company names (every word must match on both sides to be strong).
 pub fn compare_names(q: &NormalizedName, c: &NormalizedName, organisation: bool) -> NameComparison {
     let (n, m) = (q.tokens.len(), c.tokens.len());
     let mut cand: Vec<(TokenMatch, usize, usize)> = Vec::with_capacity(n * m);
+    // Whether each token relates to any token of the other name (for the given-name check).
+    let mut q_relates = vec![false; n];
+    let mut c_relates = vec![false; m];
     for (i, a) in q.tokens.iter().enumerate() {
         for (j, b) in c.tokens.iter().enumerate() {
             let t = relate(a, b);
+            if t.relation.is_related() {
+                q_relates[i] = true;
+                c_relates[j] = true;
+            }
             if t.relation.is_related() || t.similarity >= TOKEN_MATCH {
                 cand.push((t, i, j));
             }
@@ -480,14 +482,8 @@ pub fn compare_names(q: &NormalizedName, c: &NormalizedName, organisation: bool)
         reason = format!("{reason}, but the score {score:.2} is low");
     }
     let first_name = |n: &NormalizedName| n.tokens.iter().position(|t| t.role == TokenRole::Name);
-    let relates_to_none = |t: &Token, other: &NormalizedName| {
-        other
-            .tokens
-            .iter()
-            .all(|o| !relate(t, o).relation.is_related())
-    };
     let first_words_unrelated = match (first_name(q), first_name(c)) {
-        (Some(i), Some(j)) => relates_to_none(&q.tokens[i], c) && relates_to_none(&c.tokens[j], q),
+        (Some(i), Some(j)) => !q_relates[i] && !c_relates[j],
         _ => false,
     };
     let pairs = pairs

@@ -61,6 +61,17 @@ pub enum Perturbation {
 }
 
 impl Perturbation {
+    /// The letter-level typo classes, which `Mixed` draws from.
+    pub const TYPOS: [Perturbation; 7] = [
+        Perturbation::Transposition,
+        Perturbation::DoubledLetter,
+        Perturbation::DroppedLetter,
+        Perturbation::InsertedLetter,
+        Perturbation::KeyboardSubstitution,
+        Perturbation::LookAlike,
+        Perturbation::SoundAlike,
+    ];
+
     /// Every class, in report order.
     pub const ALL: [Perturbation; 15] = [
         Perturbation::Transposition,
@@ -101,10 +112,9 @@ impl Perturbation {
         }
     }
 
-    /// Whether the class applies to this entry at all.
-    fn applies(self, e: &ListEntry) -> bool {
+    /// Whether the class applies to entry `e`, whose name has `words` words.
+    fn applies(self, e: &ListEntry, words: usize) -> bool {
         let org = e.kind != EntityKind::Person;
-        let words = base_words(e).len();
         match self {
             Perturbation::LegalForm => org,
             Perturbation::Initials | Perturbation::DroppedMiddleName => !org && words >= 3,
@@ -154,7 +164,8 @@ pub struct SetSummary {
 /// Builds the labelled lines. Deterministic for a given list set and options.
 pub fn build(lists: &ScreeningLists, opts: &SetOptions) -> (Vec<Value>, SetSummary) {
     let mut rng = fastrand::Rng::with_seed(opts.seed);
-    let usable: Vec<&ListEntry> = lists
+    // Each usable entry with its name's word count, normalised once.
+    let usable: Vec<(&ListEntry, usize)> = lists
         .entries()
         .iter()
         .filter(|e| {
@@ -164,7 +175,13 @@ pub fn build(lists: &ScreeningLists, opts: &SetOptions) -> (Vec<Value>, SetSumma
                     .exclude
                     .iter()
                     .any(|(l, id)| *l == e.list_id && *id == e.entry_id)
-                && base_words(e).iter().any(|w| w.len() >= 4)
+        })
+        .filter_map(|e| {
+            let words = base_words(e);
+            words
+                .iter()
+                .any(|w| w.len() >= 4)
+                .then_some((e, words.len()))
         })
         .collect();
     let mut lines = Vec::new();
@@ -178,8 +195,8 @@ pub fn build(lists: &ScreeningLists, opts: &SetOptions) -> (Vec<Value>, SetSumma
     for class in Perturbation::ALL {
         let mut fit: Vec<&ListEntry> = usable
             .iter()
-            .copied()
-            .filter(|e| class.applies(e))
+            .filter(|(e, words)| class.applies(e, *words))
+            .map(|(e, _)| *e)
             .collect();
         rng.shuffle(&mut fit);
         let mut made = 0usize;
@@ -459,15 +476,7 @@ pub fn perturb(
     let mut applied = 0;
     for _ in 0..edits {
         let op = if class == Perturbation::Mixed {
-            [
-                Perturbation::Transposition,
-                Perturbation::DoubledLetter,
-                Perturbation::DroppedLetter,
-                Perturbation::InsertedLetter,
-                Perturbation::KeyboardSubstitution,
-                Perturbation::LookAlike,
-                Perturbation::SoundAlike,
-            ][rng.usize(0..7)]
+            Perturbation::TYPOS[rng.usize(0..Perturbation::TYPOS.len())]
         } else {
             class
         };
@@ -864,7 +873,7 @@ mod tests {
             } else {
                 &e
             };
-            assert!(class.applies(target), "{class:?}");
+            assert!(class.applies(target, base_words(target).len()), "{class:?}");
             let out = perturb(target, class, 1, &mut rng);
             assert!(out.is_some(), "{class:?} made no change");
         }
