@@ -155,6 +155,9 @@ pub const KNOWN_KEYS: &[&str] = &[
     "LLM_PRICES",
     "LLM_CIRCUIT_FAILURES",
     "LLM_CIRCUIT_COOLDOWN_SECONDS",
+    // Cluster-wide request rate per model provider (issue 16).
+    "ANTHROPIC_RATE_LIMIT_RPM",
+    "OPENAI_RATE_LIMIT_RPM",
     // HTTP ingress, metrics and traces (issue 7).
     "HTTP_BIND",
     "PROMETHEUS_PORT",
@@ -449,6 +452,10 @@ pub struct Settings {
     pub llm_circuit_failures: u32,
     /// How long an open circuit refuses calls before one probe is let through.
     pub llm_circuit_cooldown_seconds: f64,
+    /// Requests per minute to Anthropic across every node sharing the state store (0: no limit).
+    pub anthropic_rate_limit_rpm: u32,
+    /// Requests per minute to the OpenAI-compatible provider across every node (0: no limit).
+    pub openai_rate_limit_rpm: u32,
     /// Address `serve` listens on.
     pub http_bind: String,
     /// Port of the second listener serving `/metrics` without a key (0: none).
@@ -622,6 +629,8 @@ impl Default for Settings {
             llm_prices: String::new(),
             llm_circuit_failures: 5,
             llm_circuit_cooldown_seconds: 30.0,
+            anthropic_rate_limit_rpm: 0,
+            openai_rate_limit_rpm: 0,
             http_bind: "0.0.0.0:8000".into(),
             prometheus_port: 9090,
             api_keys: ApiKeys::default(),

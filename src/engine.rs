@@ -114,11 +114,32 @@ impl EngineBuilder {
         };
         let reference = Arc::new(ReferenceHandle::new(refs, settings.list_paths.clone()));
         let refs = reference.clone();
+        let state_runtime = StoreRuntime(Some(
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .thread_name("aml-triage-state")
+                .enable_all()
+                .build()
+                .map_err(|e| StartError::System(e.to_string()))?,
+        ));
+        let state_rt = state_runtime.handle();
+        let state = crate::state::open(&settings, &state_rt)?;
         // An explicitly given provider serves every agent; otherwise each agent's provider
-        // comes from the configuration (offline by default).
+        // comes from the configuration (offline by default), remote ones behind the
+        // provider gate kept in the agent state (circuit and rate limits shared by nodes).
         let mut providers = match self.provider {
             Some(p) => ProviderRegistry::uniform(p),
-            None => ProviderRegistry::from_settings(&settings)?,
+            None => {
+                let gate = Arc::new(crate::state::limits::SharedProviderGate::from_settings(
+                    state.clone(),
+                    &settings,
+                ));
+                gate.spawn_refresh(
+                    &state_rt,
+                    Duration::from_secs_f64(settings.state_publish_seconds.max(0.1)),
+                );
+                ProviderRegistry::from_settings_gated(&settings, Some(gate))?
+            }
         };
         // Every model call becomes an `llm_call` span (see `crate::telemetry`).
         let traced = |p: Arc<dyn LlmProvider>| -> Arc<dyn LlmProvider> {
@@ -134,16 +155,6 @@ impl EngineBuilder {
         let thread_settings = settings.clone();
         let (store, store_runtime) = open_store(&settings, self.migrate).await?;
         let thread_store = store.clone();
-        let state_runtime = StoreRuntime(Some(
-            tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .thread_name("aml-triage-state")
-                .enable_all()
-                .build()
-                .map_err(|e| StartError::System(e.to_string()))?,
-        ));
-        let state_rt = state_runtime.handle();
-        let state = crate::state::open(&settings, &state_rt)?;
         let sources = crate::actors::data_enrichment::Sources {
             store: store.clone(),
             external: crate::customer_data::CustomerDataClient::from_settings(&settings)?
@@ -205,6 +216,7 @@ impl EngineBuilder {
             metrics: metrics.clone(),
             leases: leases.clone(),
             state_rt: state_rt.clone(),
+            bridge: Arc::default(),
         };
         if settings.redis_url().is_some() && self.take_over {
             // Shared state: other nodes' alerts may need taking over.
@@ -387,6 +399,7 @@ fn node_state_fn(
             accepting: submitter.accepting.load(Ordering::Acquire),
             state_backend: state.describe(),
             agents: agent_states,
+            bridge: submitter.bridge_state(),
         }
     })
 }
@@ -658,9 +671,19 @@ struct Submitter {
     /// Where each alert's lease is held and released, so a caller dropping its future does
     /// not leave a lease behind.
     state_rt: tokio::runtime::Handle,
+    /// The bridge's live state, once a bridge is registered (published with the node).
+    bridge: Arc<std::sync::Mutex<Option<crate::state::BridgeStatus>>>,
 }
 
 impl Submitter {
+    fn bridge_state(&self) -> Option<crate::state::BridgeState> {
+        self.bridge
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|b| b.snapshot())
+    }
+
     async fn admit(&self, wait: bool) -> Result<OwnedSemaphorePermit, TriageError> {
         let admitted = self.admit_inner(wait).await;
         if let Err(e) = &admitted {
@@ -986,6 +1009,15 @@ impl Engine {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push((name, status));
+    }
+
+    /// Registers the bridge actor's state, published with the node's agent state.
+    pub fn register_bridge(&self, status: crate::state::BridgeStatus) {
+        *self
+            .submitter
+            .bridge
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(status);
     }
 
     /// Each RabbitMQ link this node uses and whether it is up (empty without `AMQP_URL`).

@@ -47,6 +47,7 @@ pub mod error;
 pub mod evaluation;
 pub mod http;
 pub mod jurisdiction;
+pub mod limits;
 pub mod llm;
 pub mod messages;
 pub mod metrics;

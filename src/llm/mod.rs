@@ -6,6 +6,7 @@
 
 pub mod anthropic;
 pub mod check;
+pub mod gate;
 pub mod http;
 pub mod offline;
 pub mod openai;

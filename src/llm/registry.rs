@@ -2,14 +2,18 @@
 //! breakers so readiness checks can read them.
 //!
 //! A remote provider is layered as: PII pseudonymisation (when `LLM_PII_MINIMISATION`) ->
-//! circuit breaker, per-attempt timeout and pricing -> the HTTP client. One client and one
-//! breaker per provider kind, shared by the agents that use it: the breaker describes the
-//! provider's health, not an agent's.
+//! the shared gate, when one is given ([`crate::limits::ProviderGate`]: circuit breaker, 429
+//! pause and rate limit kept in the agent state store, so every node sees them) -> circuit
+//! breaker, per-attempt timeout and pricing -> the HTTP client. One client and one breaker per
+//! provider kind, shared by the agents that use it: the breaker describes the provider's
+//! health, not an agent's. With a shared gate the gate is the breaker: the per-process one is
+//! built never to open, so a provider's circuit has one state in the whole cluster.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::anthropic::{ANTHROPIC_PROVIDER, AnthropicProvider};
+use super::gate::Gated;
 use super::http::{CircuitBreaker, Resilient};
 use super::offline::OfflineProvider;
 use super::openai::{JsonMode, OPENAI_PROVIDER, OpenAiProvider};
@@ -18,6 +22,7 @@ use super::pricing::PriceTable;
 use super::secret::ApiKey;
 use super::{LlmError, LlmProvider};
 use crate::config::{ConfigError, Settings};
+use crate::limits::ProviderGate;
 
 /// The providers of the ContextBuilder, the DecisionMaker and the supervisor check.
 #[derive(Clone)]
@@ -29,6 +34,7 @@ pub struct ProviderRegistry {
     /// The supervisor check's provider.
     pub supervisor: Arc<dyn LlmProvider>,
     circuits: Vec<Arc<CircuitBreaker>>,
+    gate: Option<Arc<dyn ProviderGate>>,
 }
 
 impl std::fmt::Debug for ProviderRegistry {
@@ -50,11 +56,22 @@ impl ProviderRegistry {
             decision: provider.clone(),
             supervisor: provider,
             circuits: Vec::new(),
+            gate: None,
         }
     }
 
-    /// The providers `settings` ask for. Fails naming the key when one cannot be built.
+    /// The providers `settings` ask for, each remote one with a circuit breaker of its own
+    /// process. Fails naming the key when one cannot be built.
     pub fn from_settings(settings: &Settings) -> Result<Self, ConfigError> {
+        Self::from_settings_gated(settings, None)
+    }
+
+    /// The providers `settings` ask for; remote ones ask `gate` before each call (the
+    /// cluster-wide circuit and limits) when it is given.
+    pub fn from_settings_gated(
+        settings: &Settings,
+        gate: Option<Arc<dyn ProviderGate>>,
+    ) -> Result<Self, ConfigError> {
         let prices = Arc::new(PriceTable::parse(&settings.llm_prices).map_err(|m| {
             ConfigError::Invalid {
                 key: "LLM_PRICES".into(),
@@ -107,14 +124,19 @@ impl ProviderRegistry {
                     });
                 }
             };
-            let breaker = Arc::new(CircuitBreaker::new(
-                name,
-                settings.llm_circuit_failures,
-                cooldown,
-            ));
+            // With a shared gate, the gate opens the circuit; this breaker never does.
+            let threshold = if gate.is_some() {
+                u32::MAX
+            } else {
+                settings.llm_circuit_failures
+            };
+            let breaker = Arc::new(CircuitBreaker::new(name, threshold, cooldown));
             circuits.push(breaker.clone());
-            let guarded: Arc<dyn LlmProvider> =
+            let mut guarded: Arc<dyn LlmProvider> =
                 Arc::new(Resilient::new(raw, breaker, timeout, prices.clone()));
+            if let Some(g) = &gate {
+                guarded = Arc::new(Gated::new(guarded, name, g.clone()));
+            }
             let provider: Arc<dyn LlmProvider> = if settings.llm_pii_minimisation {
                 Arc::new(Pseudonymising::new(guarded))
             } else {
@@ -139,6 +161,7 @@ impl ProviderRegistry {
             decision,
             supervisor,
             circuits,
+            gate,
         })
     }
 
@@ -146,13 +169,19 @@ impl ProviderRegistry {
     pub fn circuits(&self) -> Vec<(String, &'static str)> {
         self.circuits
             .iter()
-            .map(|c| (c.name().to_string(), c.state()))
+            .map(|c| {
+                let state = match &self.gate {
+                    Some(g) => g.circuit(c.name()).as_str(),
+                    None => c.state(),
+                };
+                (c.name().to_string(), state)
+            })
             .collect()
     }
 
     /// The worst circuit state (`closed` when there is no remote provider), for `/ready`.
     pub fn circuit_state(&self) -> &'static str {
-        let states: Vec<&'static str> = self.circuits.iter().map(|c| c.state()).collect();
+        let states: Vec<&'static str> = self.circuits().into_iter().map(|(_, s)| s).collect();
         if states.contains(&"open") {
             "open"
         } else if states.contains(&"half_open") {

@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 
 use futures_util::future::{BoxFuture, FutureExt};
 
-use super::{NodeState, StateError, StateStore};
+use super::{AgentRecord, NodeState, StateError, StateStore};
+use crate::limits::{Admission, CallOutcome, ProviderRecord, ProviderRules};
 
 /// Most cache entries kept; past it expired entries are dropped, then new entries are not
 /// cached (the cache must not grow without bound in a long-running process).
@@ -17,6 +18,8 @@ struct Maps {
     nodes: HashMap<String, (NodeState, Instant)>,
     leases: HashMap<String, (String, Instant)>,
     cache: HashMap<String, (String, Instant)>,
+    providers: HashMap<String, ProviderRecord>,
+    agents: HashMap<(String, String), (AgentRecord, Instant)>,
 }
 
 /// State kept in this process: what a single node needs, shared with nobody.
@@ -70,6 +73,60 @@ impl InProcessState {
         self.with(|m, now| {
             m.nodes
                 .insert(state.node_id.clone(), (state.clone(), now + ttl));
+        })
+    }
+
+    pub(crate) fn admit(&self, provider: &str, now: i64, rules: &ProviderRules) -> Admission {
+        self.with(|m, _| {
+            m.providers
+                .entry(provider.to_string())
+                .or_default()
+                .admit(now, rules)
+        })
+    }
+
+    pub(crate) fn record(
+        &self,
+        provider: &str,
+        now: i64,
+        probe: bool,
+        outcome: CallOutcome,
+        rules: &ProviderRules,
+    ) {
+        self.with(|m, _| {
+            m.providers
+                .entry(provider.to_string())
+                .or_default()
+                .record(now, probe, outcome, rules)
+        })
+    }
+
+    pub(crate) fn provider(&self, provider: &str) -> ProviderRecord {
+        self.with(|m, _| m.providers.get(provider).copied().unwrap_or_default())
+    }
+
+    /// Replaces a provider record (the resilient wrapper keeps a local copy of Redis's).
+    pub(crate) fn set_provider(&self, provider: &str, record: ProviderRecord) {
+        self.with(|m, _| {
+            m.providers.insert(provider.to_string(), record);
+        })
+    }
+
+    pub(crate) fn get_agent(&self, node: &str, agent: &str) -> Option<AgentRecord> {
+        self.with(|m, now| {
+            m.agents
+                .get(&(node.to_string(), agent.to_string()))
+                .filter(|(_, until)| *until > now)
+                .map(|(r, _)| r.clone())
+        })
+    }
+
+    pub(crate) fn put_agent(&self, node: &str, agent: &str, record: &AgentRecord, ttl: Duration) {
+        self.with(|m, now| {
+            m.agents.insert(
+                (node.to_string(), agent.to_string()),
+                (record.clone(), now + ttl),
+            );
         })
     }
 
@@ -168,6 +225,56 @@ impl StateStore for InProcessState {
                     .insert(key.to_string(), (value.to_string(), now + ttl));
             }
         });
+        async { Ok(()) }.boxed()
+    }
+
+    fn provider_admit<'a>(
+        &'a self,
+        provider: &'a str,
+        now: i64,
+        rules: &'a ProviderRules,
+    ) -> BoxFuture<'a, Result<Admission, StateError>> {
+        let a = self.admit(provider, now, rules);
+        async move { Ok(a) }.boxed()
+    }
+
+    fn provider_record<'a>(
+        &'a self,
+        provider: &'a str,
+        now: i64,
+        probe: bool,
+        outcome: CallOutcome,
+        rules: &'a ProviderRules,
+    ) -> BoxFuture<'a, Result<(), StateError>> {
+        self.record(provider, now, probe, outcome, rules);
+        async { Ok(()) }.boxed()
+    }
+
+    fn provider_state<'a>(
+        &'a self,
+        provider: &'a str,
+    ) -> BoxFuture<'a, Result<ProviderRecord, StateError>> {
+        let r = self.provider(provider);
+        async move { Ok(r) }.boxed()
+    }
+
+    fn agent_record<'a>(
+        &'a self,
+        node: &'a str,
+        agent: &'a str,
+    ) -> BoxFuture<'a, Result<Option<AgentRecord>, StateError>> {
+        let r = self.get_agent(node, agent);
+        async move { Ok(r) }.boxed()
+    }
+
+    fn put_agent_record<'a>(
+        &'a self,
+        node: &'a str,
+        agent: &'a str,
+        record: &'a AgentRecord,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<(), StateError>> {
+        self.put_agent(node, agent, record, ttl);
         async { Ok(()) }.boxed()
     }
 }

@@ -22,6 +22,7 @@
 
 pub mod cache;
 pub mod lease;
+pub mod limits;
 mod memory;
 pub mod publisher;
 mod redis_store;
@@ -31,6 +32,8 @@ use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
+
+use crate::limits::{Admission, CallOutcome, ProviderRecord, ProviderRules};
 
 pub use memory::InProcessState;
 pub use redis_store::RedisState;
@@ -89,6 +92,94 @@ pub struct NodeState {
     pub state_backend: String,
     /// One entry per agent.
     pub agents: Vec<AgentState>,
+    /// The RabbitMQ bridge, when this node runs one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bridge: Option<BridgeState>,
+}
+
+/// State of a node's RabbitMQ bridge actor, as published with the node.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BridgeState {
+    /// Connected to the broker now.
+    pub connected: bool,
+    /// Consuming the input queue now.
+    pub consuming: bool,
+    /// Alerts taken from the queue and not yet acknowledged.
+    pub in_flight: u64,
+    /// Restarts of the bridge actor since the node started.
+    pub restarts: u64,
+}
+
+/// The bridge actor's live state, shared between its instances (it survives restarts) and
+/// the node's state publisher.
+#[derive(Debug, Clone, Default)]
+pub struct BridgeStatus(std::sync::Arc<BridgeCounters>);
+
+#[derive(Debug, Default)]
+struct BridgeCounters {
+    connected: std::sync::atomic::AtomicBool,
+    consuming: std::sync::atomic::AtomicBool,
+    in_flight: std::sync::atomic::AtomicU64,
+    restarts: std::sync::atomic::AtomicU64,
+}
+
+impl BridgeStatus {
+    /// Sets the connection and consumption flags.
+    pub fn set_link(&self, connected: bool, consuming: bool) {
+        use std::sync::atomic::Ordering::Release;
+        self.0.connected.store(connected, Release);
+        self.0.consuming.store(consuming, Release);
+    }
+
+    /// One more delivery taken (`+1`) or finished (`-1`).
+    pub fn add_in_flight(&self, delta: i64) {
+        use std::sync::atomic::Ordering::AcqRel;
+        if delta >= 0 {
+            self.0.in_flight.fetch_add(delta as u64, AcqRel);
+        } else {
+            let _ =
+                self.0
+                    .in_flight
+                    .fetch_update(AcqRel, std::sync::atomic::Ordering::Acquire, |n| {
+                        Some(n.saturating_sub(delta.unsigned_abs()))
+                    });
+        }
+    }
+
+    /// Counts one restart of the bridge actor.
+    pub fn restarted(&self) {
+        self.0
+            .restarts
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    /// The current values.
+    pub fn snapshot(&self) -> BridgeState {
+        use std::sync::atomic::Ordering::Acquire;
+        BridgeState {
+            connected: self.0.connected.load(Acquire),
+            consuming: self.0.consuming.load(Acquire),
+            in_flight: self.0.in_flight.load(Acquire),
+            restarts: self.0.restarts.load(Acquire),
+        }
+    }
+}
+
+/// What an agent's supervisor keeps across node restarts: restart counts and the failed mark.
+/// Times are milliseconds since the Unix epoch, so another process can read them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentRecord {
+    /// Restarts since the record began.
+    pub restarts_total: u64,
+    /// Restarts within the restart-intensity window, oldest first.
+    pub recent_restarts: Vec<i64>,
+    /// Marked failed until then (`None`: not failed).
+    pub failed_until: Option<i64>,
+}
+
+/// Milliseconds since the Unix epoch now (the time base of records shared between nodes).
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
 }
 
 /// Where agent state, leases and caches are kept. Every method is one short round trip;
@@ -159,6 +250,47 @@ pub trait StateStore: Send + Sync + 'static {
         &'a self,
         key: &'a str,
         value: &'a str,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<(), StateError>>;
+
+    /// Asks for one call to `provider` at `now` (ms since the epoch) under `rules`, atomically
+    /// for every node sharing the store (see [`ProviderRecord::admit`]).
+    fn provider_admit<'a>(
+        &'a self,
+        provider: &'a str,
+        now: i64,
+        rules: &'a ProviderRules,
+    ) -> BoxFuture<'a, Result<Admission, StateError>>;
+
+    /// Records how a call to `provider` went (see [`ProviderRecord::record`]).
+    fn provider_record<'a>(
+        &'a self,
+        provider: &'a str,
+        now: i64,
+        probe: bool,
+        outcome: CallOutcome,
+        rules: &'a ProviderRules,
+    ) -> BoxFuture<'a, Result<(), StateError>>;
+
+    /// The current limit record of `provider` (default when none).
+    fn provider_state<'a>(
+        &'a self,
+        provider: &'a str,
+    ) -> BoxFuture<'a, Result<ProviderRecord, StateError>>;
+
+    /// The supervision record of `agent` on `node`, if one was kept.
+    fn agent_record<'a>(
+        &'a self,
+        node: &'a str,
+        agent: &'a str,
+    ) -> BoxFuture<'a, Result<Option<AgentRecord>, StateError>>;
+
+    /// Keeps the supervision record of `agent` on `node` for `ttl`.
+    fn put_agent_record<'a>(
+        &'a self,
+        node: &'a str,
+        agent: &'a str,
+        record: &'a AgentRecord,
         ttl: Duration,
     ) -> BoxFuture<'a, Result<(), StateError>>;
 }

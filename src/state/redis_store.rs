@@ -5,6 +5,11 @@
 //!   [`super::AgentState`] JSON); expires unless republished;
 //! * `nodes`: set of node ids that have published (pruned as their hashes expire);
 //! * `lease:{alert_id}`: string, the holding node id, with a millisecond expiry;
+//! * `provider:{name}`: hash, a model provider's limit record (`failures`, `open_until`,
+//!   `probe_until`, `not_before`, `tat`; ms since the epoch), changed only by the two Lua
+//!   scripts below so that nodes never race;
+//! * `agent:{node_id}:{agent}`: string, an agent's supervision record JSON (restarts, failed
+//!   mark), read back when the node starts again;
 //! * `historical:{customer_id}`, `screening:{name}:{lists}:{inputs}`: cache strings with
 //!   `CACHE_TTL`.
 
@@ -13,7 +18,61 @@ use std::time::Duration;
 use futures_util::future::{BoxFuture, FutureExt};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
-use super::{AgentState, NodeState, StateError, StateStore};
+use super::{AgentRecord, AgentState, NodeState, StateError, StateStore};
+use crate::limits::{Admission, CallOutcome, ProviderRecord, ProviderRules};
+
+/// `ProviderRecord::admit` on the provider hash. ARGV: now, interval, tolerance, probe ttl,
+/// record ttl (ms). Returns {verdict, wait_ms}: 0 open, 1 go, 2 probe, 3 wait.
+const ADMIT: &str = r"
+local f = redis.call('HMGET', KEYS[1], 'open_until', 'probe_until', 'not_before', 'tat')
+local now = tonumber(ARGV[1])
+local interval = tonumber(ARGV[2])
+local tolerance = tonumber(ARGV[3])
+local open_until = tonumber(f[1]) or 0
+local probe_until = tonumber(f[2]) or 0
+local not_before = tonumber(f[3]) or 0
+local tat = tonumber(f[4]) or 0
+if not_before > now then return {3, not_before - now} end
+local probe = open_until ~= 0
+if probe then
+  if now < open_until then return {0, open_until - now} end
+  if probe_until > now then return {0, probe_until - now} end
+end
+if interval > 0 then
+  if tat < now then tat = now end
+  if tat - now > tolerance then return {3, tat - now - tolerance} end
+  redis.call('HSET', KEYS[1], 'tat', tat + interval)
+end
+if probe then
+  redis.call('HSET', KEYS[1], 'probe_until', now + tonumber(ARGV[4]))
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+if probe then return {2, 0} end
+return {1, 0}";
+
+/// `ProviderRecord::record` on the provider hash. ARGV: now, probe (0/1), outcome (0 success,
+/// 1 unhealthy, 2 rate limited, 3 neutral), threshold, cooldown, pause, record ttl (ms).
+const RECORD: &str = r"
+local now = tonumber(ARGV[1])
+local probe = ARGV[2] == '1'
+local o = ARGV[3]
+if o == '0' then
+  redis.call('HSET', KEYS[1], 'failures', 0, 'open_until', 0, 'probe_until', 0)
+elseif o == '1' then
+  local n = redis.call('HINCRBY', KEYS[1], 'failures', 1)
+  if probe or n >= tonumber(ARGV[4]) then
+    redis.call('HSET', KEYS[1], 'open_until', now + tonumber(ARGV[5]), 'failures', 0, 'probe_until', 0)
+  end
+else
+  if o == '2' then
+    local nb = tonumber(redis.call('HGET', KEYS[1], 'not_before')) or 0
+    local want = now + tonumber(ARGV[6])
+    if want > nb then redis.call('HSET', KEYS[1], 'not_before', want) end
+  end
+  if probe then redis.call('HSET', KEYS[1], 'probe_until', 0) end
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[7])
+return 1";
 
 /// Extends the lease if the caller holds it, or takes it if nobody does.
 const RENEW: &str = r"
@@ -42,6 +101,8 @@ pub struct RedisState {
     timeout: Duration,
     renew: redis::Script,
     release: redis::Script,
+    admit: redis::Script,
+    record: redis::Script,
 }
 
 impl std::fmt::Debug for RedisState {
@@ -86,6 +147,8 @@ impl RedisState {
             timeout,
             renew: redis::Script::new(RENEW),
             release: redis::Script::new(RELEASE),
+            admit: redis::Script::new(ADMIT),
+            record: redis::Script::new(RECORD),
         })
     }
 
@@ -102,12 +165,12 @@ impl RedisState {
         }
     }
 
-    async fn script(
+    async fn script<T: redis::FromRedisValue>(
         &self,
         script: &redis::Script,
         key: String,
         args: &[String],
-    ) -> Result<i64, StateError> {
+    ) -> Result<T, StateError> {
         let mut conn = self.conn.clone();
         let mut inv = script.key(key);
         for a in args {
@@ -251,7 +314,7 @@ impl StateStore for RedisState {
         ttl: Duration,
     ) -> BoxFuture<'a, Result<bool, StateError>> {
         async move {
-            let n = self
+            let n: i64 = self
                 .script(
                     &self.renew,
                     self.key(&format!("lease:{alert_id}")),
@@ -269,7 +332,7 @@ impl StateStore for RedisState {
         node: &'a str,
     ) -> BoxFuture<'a, Result<(), StateError>> {
         async move {
-            self.script(
+            self.script::<i64>(
                 &self.release,
                 self.key(&format!("lease:{alert_id}")),
                 &[node.to_string()],
@@ -310,6 +373,144 @@ impl StateStore for RedisState {
                 redis::cmd("SET")
                     .arg(self.key(key))
                     .arg(value)
+                    .arg("PX")
+                    .arg(Self::ms(ttl))
+                    .clone(),
+            )
+            .await
+        }
+        .boxed()
+    }
+
+    fn provider_admit<'a>(
+        &'a self,
+        provider: &'a str,
+        now: i64,
+        rules: &'a ProviderRules,
+    ) -> BoxFuture<'a, Result<Admission, StateError>> {
+        async move {
+            let (verdict, wait): (i64, i64) = self
+                .script(
+                    &self.admit,
+                    self.key(&format!("provider:{provider}")),
+                    &[
+                        now.to_string(),
+                        rules.interval_ms().to_string(),
+                        rules.tolerance_ms().to_string(),
+                        Self::ms(rules.probe_ttl).to_string(),
+                        Self::ms(rules.record_ttl()).to_string(),
+                    ],
+                )
+                .await?;
+            let retry_in = Duration::from_millis(wait.max(0) as u64);
+            Ok(match verdict {
+                0 => Admission::Open { retry_in },
+                2 => Admission::Probe,
+                3 => Admission::Wait { retry_in },
+                _ => Admission::Go,
+            })
+        }
+        .boxed()
+    }
+
+    fn provider_record<'a>(
+        &'a self,
+        provider: &'a str,
+        now: i64,
+        probe: bool,
+        outcome: CallOutcome,
+        rules: &'a ProviderRules,
+    ) -> BoxFuture<'a, Result<(), StateError>> {
+        async move {
+            let (code, pause) = match outcome {
+                CallOutcome::Success => (0, Duration::ZERO),
+                CallOutcome::Unhealthy => (1, Duration::ZERO),
+                CallOutcome::RateLimited { retry_after } => (
+                    2,
+                    retry_after
+                        .unwrap_or(crate::limits::DEFAULT_RATE_LIMIT_PAUSE)
+                        .min(crate::limits::MAX_RATE_LIMIT_PAUSE),
+                ),
+                CallOutcome::Neutral => (3, Duration::ZERO),
+            };
+            self.script::<i64>(
+                &self.record,
+                self.key(&format!("provider:{provider}")),
+                &[
+                    now.to_string(),
+                    u8::from(probe).to_string(),
+                    code.to_string(),
+                    rules.threshold.max(1).to_string(),
+                    Self::ms(rules.cooldown).to_string(),
+                    (pause.as_millis() as u64).to_string(),
+                    Self::ms(rules.record_ttl()).to_string(),
+                ],
+            )
+            .await
+            .map(|_| ())
+        }
+        .boxed()
+    }
+
+    fn provider_state<'a>(
+        &'a self,
+        provider: &'a str,
+    ) -> BoxFuture<'a, Result<ProviderRecord, StateError>> {
+        async move {
+            let f: Vec<Option<i64>> = self
+                .run(
+                    redis::cmd("HMGET")
+                        .arg(self.key(&format!("provider:{provider}")))
+                        .arg(&["failures", "open_until", "probe_until", "not_before", "tat"])
+                        .clone(),
+                )
+                .await?;
+            let at = |i: usize| f.get(i).copied().flatten().unwrap_or(0);
+            Ok(ProviderRecord {
+                failures: u32::try_from(at(0)).unwrap_or(0),
+                open_until: at(1),
+                probe_until: at(2),
+                not_before: at(3),
+                tat: at(4),
+            })
+        }
+        .boxed()
+    }
+
+    fn agent_record<'a>(
+        &'a self,
+        node: &'a str,
+        agent: &'a str,
+    ) -> BoxFuture<'a, Result<Option<AgentRecord>, StateError>> {
+        async move {
+            let raw: Option<String> = self
+                .run(
+                    redis::cmd("GET")
+                        .arg(self.key(&format!("agent:{node}:{agent}")))
+                        .clone(),
+                )
+                .await?;
+            raw.map(|r| {
+                serde_json::from_str(&r)
+                    .map_err(|e| StateError::Corrupt(format!("agent record {agent}: {e}")))
+            })
+            .transpose()
+        }
+        .boxed()
+    }
+
+    fn put_agent_record<'a>(
+        &'a self,
+        node: &'a str,
+        agent: &'a str,
+        record: &'a AgentRecord,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<(), StateError>> {
+        async move {
+            self.run(
+                redis::cmd("SET")
+                    .arg(self.key(&format!("agent:{node}:{agent}")))
+                    .arg(to_json(record))
                     .arg("PX")
                     .arg(Self::ms(ttl))
                     .clone(),

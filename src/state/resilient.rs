@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use futures_util::future::{BoxFuture, FutureExt};
 
-use super::{InProcessState, NodeState, RedisState, StateError, StateStore};
+use super::{AgentRecord, InProcessState, NodeState, RedisState, StateError, StateStore};
+use crate::limits::{Admission, CallOutcome, ProviderRecord, ProviderRules};
 
 /// How often Redis is probed while it is down.
 pub const PROBE_INTERVAL: Duration = Duration::from_millis(500);
@@ -234,6 +235,92 @@ impl StateStore for ResilientState {
     ) -> BoxFuture<'a, Result<(), StateError>> {
         async move {
             self.try_redis(self.redis.cache_put(key, value, ttl)).await;
+            Ok(())
+        }
+        .boxed()
+    }
+
+    fn provider_admit<'a>(
+        &'a self,
+        provider: &'a str,
+        now: i64,
+        rules: &'a ProviderRules,
+    ) -> BoxFuture<'a, Result<Admission, StateError>> {
+        async move {
+            match self
+                .try_redis(self.redis.provider_admit(provider, now, rules))
+                .await
+            {
+                Some(a) => Ok(a),
+                // Redis down: this node limits itself on what it saw.
+                None => Ok(self.local.admit(provider, now, rules)),
+            }
+        }
+        .boxed()
+    }
+
+    fn provider_record<'a>(
+        &'a self,
+        provider: &'a str,
+        now: i64,
+        probe: bool,
+        outcome: CallOutcome,
+        rules: &'a ProviderRules,
+    ) -> BoxFuture<'a, Result<(), StateError>> {
+        async move {
+            // Kept locally too, so an outage starts from what this node last knew.
+            self.local.record(provider, now, probe, outcome, rules);
+            self.try_redis(
+                self.redis
+                    .provider_record(provider, now, probe, outcome, rules),
+            )
+            .await;
+            Ok(())
+        }
+        .boxed()
+    }
+
+    fn provider_state<'a>(
+        &'a self,
+        provider: &'a str,
+    ) -> BoxFuture<'a, Result<ProviderRecord, StateError>> {
+        async move {
+            match self.try_redis(self.redis.provider_state(provider)).await {
+                Some(r) => {
+                    self.local.set_provider(provider, r);
+                    Ok(r)
+                }
+                None => Ok(self.local.provider(provider)),
+            }
+        }
+        .boxed()
+    }
+
+    fn agent_record<'a>(
+        &'a self,
+        node: &'a str,
+        agent: &'a str,
+    ) -> BoxFuture<'a, Result<Option<AgentRecord>, StateError>> {
+        async move {
+            match self.try_redis(self.redis.agent_record(node, agent)).await {
+                Some(r) => Ok(r),
+                None => Ok(self.local.get_agent(node, agent)),
+            }
+        }
+        .boxed()
+    }
+
+    fn put_agent_record<'a>(
+        &'a self,
+        node: &'a str,
+        agent: &'a str,
+        record: &'a AgentRecord,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<(), StateError>> {
+        async move {
+            self.local.put_agent(node, agent, record, ttl);
+            self.try_redis(self.redis.put_agent_record(node, agent, record, ttl))
+                .await;
             Ok(())
         }
         .boxed()
