@@ -471,6 +471,7 @@ async fn build(
     remote: Option<Arc<RemoteClient>>,
 ) -> Result<Parts, StartError> {
     let state_outages = crate::state::OutageWatch::new(sources.caches.state().clone());
+    let agent_state = sources.caches.state().clone();
     let remote_kinds = settings.remote_agent_kinds();
     let remote_for = |kind: AgentKind| -> Option<Arc<dyn crate::protocol::RemoteSteps>> {
         let client = remote.as_ref().filter(|_| remote_kinds.contains(&kind))?;
@@ -560,6 +561,13 @@ async fn build(
             DecisionMaker::start_in_arbiter(&arbiter, move |_| agent)
         }),
     ));
+    // Restart counts and failed marks are kept in the agent state; a node starting again
+    // under the same NODE_ID starts from them.
+    let node = settings.node_id.as_str();
+    enrichment.keep_record_in(agent_state.clone(), node).await;
+    scoring.keep_record_in(agent_state.clone(), node).await;
+    context.keep_record_in(agent_state.clone(), node).await;
+    decision.keep_record_in(agent_state, node).await;
     let agents = Arc::new(Agents {
         enrichment,
         scoring,

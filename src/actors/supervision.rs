@@ -11,6 +11,12 @@
 //! alerts take the degraded path (never AUTO_CLEAR) without calling it, and one more restart is
 //! tried after `cooldown`. Restarts are scheduled on the tokio runtime the slot was created on,
 //! so a report works from any thread or runtime (a plain tokio task, a worker's consumer).
+//!
+//! A slot given the agent state store ([`Slot::keep_record_in`]) keeps its restart record
+//! there (restart count, recent restarts, failed mark and cooldown: [`AgentRecord`]), and a
+//! node starting again under the same `NODE_ID` starts from it: an agent marked failed stays
+//! failed until its cooldown ends, and restarts before the node stopped still count against
+//! the restart-intensity limit.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -22,6 +28,10 @@ use tokio::time::Instant;
 
 use crate::domain::AgentKind;
 use crate::messages::AgentError;
+use crate::state::{AgentRecord, StateStore, now_ms};
+
+/// How long an agent's restart record is kept after its last change.
+const RECORD_TTL: Duration = Duration::from_secs(24 * 3600);
 
 /// Restart-intensity limit and backoff.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -92,6 +102,29 @@ pub struct Slot<A: Actor> {
     restarts_total: AtomicU64,
     /// Where restarts are scheduled: valid from any thread, unlike `actix_rt::spawn`.
     runtime: tokio::runtime::Handle,
+    /// Where the restart record is kept (the agent state store and this node's id).
+    record: std::sync::OnceLock<(std::sync::Arc<dyn StateStore>, String)>,
+}
+
+/// `at` as milliseconds since the epoch.
+fn epoch_of(at: Instant) -> i64 {
+    let now = Instant::now();
+    if at <= now {
+        now_ms() - now.duration_since(at).as_millis() as i64
+    } else {
+        now_ms() + at.duration_since(now).as_millis() as i64
+    }
+}
+
+/// Milliseconds since the epoch as an `Instant` (clamped to what `Instant` can hold).
+fn instant_of(ms: i64) -> Instant {
+    let (now, now_ms) = (Instant::now(), now_ms());
+    if ms >= now_ms {
+        now + Duration::from_millis((ms - now_ms) as u64)
+    } else {
+        let ago = Duration::from_millis((now_ms - ms) as u64);
+        now.checked_sub(ago).unwrap_or(now)
+    }
 }
 
 impl<A: Actor> Slot<A> {
@@ -117,7 +150,59 @@ impl<A: Actor> Slot<A> {
             }),
             restarts_total: AtomicU64::new(0),
             runtime: tokio::runtime::Handle::current(),
+            record: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Keeps this agent's restart record in `store` under `node`, starting from the record
+    /// kept there before (by this node's previous run), if any.
+    pub async fn keep_record_in(&self, store: std::sync::Arc<dyn StateStore>, node: &str) {
+        let name = self.kind.to_string();
+        match store.agent_record(node, &name).await {
+            Ok(Some(r)) => {
+                let mut s = self.lock();
+                let now = Instant::now();
+                s.recent = r
+                    .recent_restarts
+                    .iter()
+                    .map(|t| instant_of(*t))
+                    .filter(|t| now.duration_since(*t) <= self.policy.window)
+                    .collect();
+                self.restarts_total
+                    .store(r.restarts_total, Ordering::Relaxed);
+                if let Some(until) = r.failed_until.map(instant_of).filter(|t| *t > now) {
+                    s.status = AgentStatus::Failed;
+                    s.failed_until = Some(until);
+                    tracing::warn!(agent = %self.kind, "agent marked failed before this start: failed until its cooldown ends");
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(agent = %self.kind, error = %e, "agent restart record not read")
+            }
+        }
+        let _ = self.record.set((store, node.to_string()));
+    }
+
+    /// Writes the restart record (in the background), if the slot keeps one.
+    fn persist(&self, s: &SlotState<A>) {
+        let Some((store, node)) = self.record.get() else {
+            return;
+        };
+        let record = AgentRecord {
+            restarts_total: self.restarts_total.load(Ordering::Relaxed),
+            recent_restarts: s.recent.iter().map(|t| epoch_of(*t)).collect(),
+            failed_until: s.failed_until.map(epoch_of),
+        };
+        let (store, node, name) = (store.clone(), node.clone(), self.kind.to_string());
+        self.runtime.spawn(async move {
+            if let Err(e) = store
+                .put_agent_record(&node, &name, &record, RECORD_TTL)
+                .await
+            {
+                tracing::debug!(agent = %name, error = %e, "agent restart record not kept");
+            }
+        });
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, SlotState<A>> {
@@ -145,6 +230,7 @@ impl<A: Actor> Slot<A> {
                     s.failed_until = None;
                     s.status = AgentStatus::Restarting;
                     let generation = s.generation;
+                    self.persist(&s);
                     drop(s);
                     tracing::warn!(agent = %self.kind, "cooldown over: restarting failed agent");
                     self.schedule_restart(generation, Duration::ZERO);
@@ -174,6 +260,7 @@ impl<A: Actor> Slot<A> {
         if s.recent.len() as u32 >= self.policy.max_restarts {
             s.status = AgentStatus::Failed;
             s.failed_until = Some(now + self.policy.cooldown);
+            self.persist(&s);
             tracing::error!(
                 agent = %self.kind, reason = why, restarts = s.recent.len(),
                 window_s = self.policy.window.as_secs_f64(),
@@ -200,6 +287,7 @@ impl<A: Actor> Slot<A> {
                 s.generation += 1;
                 s.status = AgentStatus::Running;
                 slot.restarts_total.fetch_add(1, Ordering::Relaxed);
+                slot.persist(&s);
                 tracing::info!(agent = %slot.kind, generation = s.generation, "agent restarted");
             }
         });

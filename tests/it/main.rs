@@ -3,6 +3,7 @@
 mod support;
 
 mod admission;
+mod agent_state;
 mod bounded;
 mod deploy;
 mod durability;
