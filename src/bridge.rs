@@ -18,32 +18,47 @@
 //!   requeue after a short delay, never dropped.
 //!
 //! Prefetch is bounded by admission (`AMQP_PREFETCH` <= `MAX_CONCURRENT_ALERTS`), so the
-//! broker holds the backlog and each node takes what it can work on. The connection is
-//! re-established with jittered exponential backoff when it drops; deliveries being worked on
-//! keep going (their decision is persisted), and their redelivery is answered from the store.
+//! broker holds the backlog and each node takes what it can work on.
 //!
-//! It runs as a tokio task beside the engine (not an actix actor: it only awaits the engine
-//! and the broker, and owns no state an actor would protect).
+//! ## The bridge actor and its supervisor
+//!
+//! The consumer is an actix actor ([`BridgeActor`]) on an actor system of its own (thread
+//! `aml-triage-bridge`): it connects (retrying with jittered exponential backoff while the
+//! broker does not answer), declares the topology, and adds the lapin consumer stream to its
+//! context; each delivery is then worked on as a task on the caller's tokio runtime, so work
+//! in flight outlives the instance that took it. The actor stops itself when its consumer
+//! ends or errors (channel or connection lost), and a panic stops it too. Its supervisor
+//! (the bridge's own loop, linked to the instance by a drop signal: a stop is an event, not
+//! found by polling) then closes the old connection (the broker requeues what that instance
+//! had not acknowledged; redeliveries are answered from the store) and starts a fresh
+//! instance after the agents' restart backoff ([`RestartPolicy`]), under the same
+//! restart-intensity limit (`RESTART_MAX` within `RESTART_WINDOW_SECONDS`; past it the bridge
+//! waits `FAILED_AGENT_COOLDOWN_SECONDS` before one more start). Its state (connected,
+//! consuming, in flight, restarts) is published with the node's agent state
+//! ([`crate::state::BridgeState`]).
 
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures_util::StreamExt;
+use actix::{Actor, ActorContext, AsyncContext, Handler, Message, StreamHandler, WrapFuture};
+use actix::{ActorFutureExt, Addr};
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
 use lapin::options::{BasicCancelOptions, ConfirmSelectOptions};
 use lapin::types::{FieldTable, ShortString};
-use lapin::{BasicProperties, Channel};
+use lapin::{BasicProperties, Channel, Connection, Consumer};
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::actors::supervision::RestartPolicy;
 use crate::engine::Engine;
 use crate::error::TriageError;
 use crate::mq::{
     AmqpUrl, Backoff, LinkStatus, MqError, PERSISTENT, publish_confirmed, text_header,
 };
+use crate::state::BridgeStatus;
 use crate::{Alert, Decision};
 
 /// Delay before a message the node cannot take now is handed back to the broker.
@@ -52,16 +67,26 @@ const REQUEUE_DELAY: Duration = Duration::from_secs(1);
 /// Audit actor name of the bridge's own entries.
 const AUDIT_ACTOR: &str = "mq_bridge";
 
-/// A running bridge.
+/// A fault injected into the running bridge actor (tests and drills).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BridgeFault {
+    /// The actor panics in a handler.
+    Panic,
+    /// The actor's consuming channel is closed under it.
+    CloseChannel,
+}
+
+/// A running bridge: its supervisor and the current actor instance.
 pub struct Bridge {
     stop: CancellationToken,
-    task: tokio::task::JoinHandle<()>,
-    status: LinkStatus,
+    done: tokio::sync::oneshot::Receiver<()>,
+    ctx: Arc<Ctx>,
 }
 
 impl Bridge {
-    /// Starts consuming `AMQP_ALERT_QUEUE` for `engine` (on the current tokio runtime), and
-    /// registers the link with the engine's readiness checks.
+    /// Starts consuming `AMQP_ALERT_QUEUE` for `engine` (deliveries are worked on the current
+    /// tokio runtime), and registers the link with the engine's readiness checks and its
+    /// state with the node's published agent state.
     pub fn start(engine: Arc<Engine>) -> Result<Bridge, MqError> {
         let url = engine
             .settings()
@@ -70,19 +95,56 @@ impl Bridge {
             .ok_or(MqError::NotConfigured)?;
         let status = LinkStatus::default();
         engine.register_broker_link("bridge", status.clone());
+        let state = BridgeStatus::default();
+        engine.register_bridge(state.clone());
+        let settings = engine.settings();
+        let policy = RestartPolicy {
+            max_restarts: settings.restart_max,
+            window: Duration::from_secs_f64(settings.restart_window_seconds),
+            backoff: Duration::from_millis(settings.restart_backoff_ms),
+            cooldown: Duration::from_secs_f64(settings.failed_agent_cooldown_seconds),
+        };
         let stop = CancellationToken::new();
         let ctx = Arc::new(Ctx {
             engine,
             url,
-            status: status.clone(),
+            status,
+            state,
+            work: tokio::runtime::Handle::current(),
+            session: Mutex::new(None),
+            current: Mutex::new(None),
         });
-        let task = tokio::spawn(run(ctx, stop.clone()));
-        Ok(Bridge { stop, task, status })
+        let (done_tx, done) = tokio::sync::oneshot::channel();
+        let (c, st) = (ctx.clone(), stop.clone());
+        std::thread::Builder::new()
+            .name("aml-triage-bridge".into())
+            .spawn(move || {
+                actix_rt::System::new().block_on(supervise(c, st, policy));
+                let _ = done_tx.send(());
+            })
+            .map_err(|e| MqError::Broker(format!("cannot start the bridge thread: {e}")))?;
+        Ok(Bridge { stop, done, ctx })
     }
 
     /// Whether the bridge is connected and consuming.
     pub fn is_connected(&self) -> bool {
-        self.status.is_up()
+        self.ctx.status.is_up()
+    }
+
+    /// The bridge's state (connected, consuming, in flight, restarts).
+    pub fn state(&self) -> crate::state::BridgeState {
+        self.ctx.state.snapshot()
+    }
+
+    /// Injects `fault` into the current actor instance (false when none is running).
+    pub fn inject(&self, fault: BridgeFault) -> bool {
+        match self.ctx.lock_current().as_ref() {
+            Some(addr) if addr.connected() => {
+                addr.do_send(Inject(fault));
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Stops taking messages and waits (up to `SHUTDOWN_GRACE_SECONDS`) for those being worked
@@ -90,66 +152,289 @@ impl Bridge {
     /// redelivered by the broker.
     pub async fn stop(self) {
         self.stop.cancel();
-        let _ = self.task.await;
+        let _ = self.done.await;
     }
 }
 
+/// What the bridge's instances share (and what outlives each of them).
 struct Ctx {
     engine: Arc<Engine>,
     url: AmqpUrl,
     status: LinkStatus,
+    state: BridgeStatus,
+    /// Where deliveries are worked on and the connection is driven.
+    work: tokio::runtime::Handle,
+    /// The current instance's connection and consumer (closed by the supervisor).
+    session: Mutex<Option<Session>>,
+    /// The current instance.
+    current: Mutex<Option<Addr<BridgeActor>>>,
 }
 
-async fn run(ctx: Arc<Ctx>, stop: CancellationToken) {
-    let mut backoff = Backoff::new();
-    // Owned across reconnections: work on a delivery outlives the connection it came on.
-    let mut in_flight = JoinSet::new();
-    loop {
-        let result = session(&ctx, &stop, &mut backoff, &mut in_flight).await;
-        ctx.status.set(false);
-        match result {
-            Ok(()) => break,
-            Err(e) => tracing::warn!(error = %e, "bridge: broker connection lost, reconnecting"),
+impl Ctx {
+    fn lock_session(&self) -> std::sync::MutexGuard<'_, Option<Session>> {
+        self.session.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn lock_current(&self) -> std::sync::MutexGuard<'_, Option<Addr<BridgeActor>>> {
+        self.current.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn set_link(&self, connected: bool, consuming: bool) {
+        self.status.set(connected && consuming);
+        self.state.set_link(connected, consuming);
+    }
+
+    /// Closes the current session, if any: the broker requeues its unacknowledged messages.
+    async fn close_session(&self, why: &str) {
+        let session = self.lock_session().take();
+        self.set_link(false, false);
+        if let Some(s) = session {
+            let why = ShortString::from(why);
+            let _ = s.conn.close(200, why).await;
         }
-        let delay = backoff.next_delay();
+    }
+
+    /// Waits (up to `SHUTDOWN_GRACE_SECONDS`) for deliveries in flight to finish.
+    async fn drain(&self) {
+        let grace = Duration::from_secs_f64(self.engine.settings().shutdown_grace_seconds);
+        let drained = tokio::time::timeout(grace, async {
+            while self.state.snapshot().in_flight > 0 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                left = self.state.snapshot().in_flight,
+                "bridge: shutdown grace over; unacknowledged alerts will be redelivered"
+            );
+        }
+    }
+}
+
+/// An open connection with its consuming channel.
+struct Session {
+    conn: Connection,
+    consume: Channel,
+    tag: String,
+    publish: Channel,
+}
+
+impl Session {
+    fn publish_of(&self) -> Channel {
+        self.publish.clone()
+    }
+}
+
+/// Runs bridge instances until `stop`: restarts a stopped or crashed instance after the
+/// restart backoff, within the restart-intensity limit.
+async fn supervise(ctx: Arc<Ctx>, stop: CancellationToken, policy: RestartPolicy) {
+    let mut recent: VecDeque<std::time::Instant> = VecDeque::new();
+    loop {
+        let (gone_tx, gone) = tokio::sync::oneshot::channel::<()>();
+        let addr = BridgeActor {
+            ctx: ctx.clone(),
+            _gone: gone_tx,
+        }
+        .start();
+        *ctx.lock_current() = Some(addr.clone());
         tokio::select! {
-            _ = tokio::time::sleep(delay) => {}
-            _ = stop.cancelled() => break,
-            // Reap finished work while waiting.
-            _ = reap(&mut in_flight) => {}
+            _ = stop.cancelled() => {}
+            _ = gone => {}
         }
         if stop.is_cancelled() {
+            // No new deliveries; those taken are finished (and acknowledged on their
+            // channel) before the connection closes.
+            let consuming = ctx
+                .lock_session()
+                .as_ref()
+                .map(|s| (s.consume.clone(), s.tag.clone()));
+            if let Some((consume, tag)) = consuming {
+                let cancel = ctx.work.spawn(async move {
+                    consume
+                        .basic_cancel(
+                            ShortString::from(tag.as_str()),
+                            BasicCancelOptions::default(),
+                        )
+                        .await
+                });
+                let _ = cancel.await;
+            }
+            ctx.drain().await;
+            addr.do_send(Shutdown);
+            let c = ctx.clone();
+            let _ = ctx
+                .work
+                .spawn(async move { c.close_session("shutdown").await })
+                .await;
             break;
         }
-    }
-    let grace = Duration::from_secs_f64(ctx.engine.settings().shutdown_grace_seconds);
-    let drained = tokio::time::timeout(grace, async {
-        while in_flight.join_next().await.is_some() {}
-    })
-    .await;
-    if drained.is_err() {
+        // The instance stopped or crashed: close what it left open, then restart.
+        let c = ctx.clone();
+        let _ = ctx
+            .work
+            .spawn(async move { c.close_session("bridge restarting").await })
+            .await;
+        let now = std::time::Instant::now();
+        while recent
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > policy.window)
+        {
+            recent.pop_front();
+        }
+        let delay = if recent.len() as u32 >= policy.max_restarts {
+            tracing::error!(
+                restarts = recent.len(),
+                cooldown_s = policy.cooldown.as_secs_f64(),
+                "bridge: restart limit reached: not consuming until the cooldown ends"
+            );
+            recent.clear();
+            policy.cooldown
+        } else {
+            recent.push_back(now);
+            policy.delay(recent.len() as u32)
+        };
         tracing::warn!(
-            left = in_flight.len(),
-            "bridge: shutdown grace over; unacknowledged alerts will be redelivered"
+            delay_ms = delay.as_millis() as u64,
+            "bridge: instance stopped: restarting"
         );
+        tokio::select! {
+            _ = stop.cancelled() => {
+                ctx.drain().await;
+                break;
+            }
+            _ = tokio::time::sleep(delay) => {}
+        }
+        ctx.state.restarted();
+    }
+    *ctx.lock_current() = None;
+}
+
+/// The consumer of one bridge instance.
+pub struct BridgeActor {
+    ctx: Arc<Ctx>,
+    /// Dropped with the instance (stopped or unwound by a panic): tells the supervisor.
+    _gone: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Actor for BridgeActor {
+    type Context = actix::Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let shared = self.ctx.clone();
+        let connect = async move {
+            let mut backoff = Backoff::new();
+            loop {
+                let s = shared.clone();
+                match shared
+                    .work
+                    .spawn(async move { open_session(&s).await })
+                    .await
+                {
+                    Ok(Ok(opened)) => return Some(opened),
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %e, "bridge: cannot connect to the broker, retrying")
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "bridge: connection task failed");
+                        return None;
+                    }
+                }
+                tokio::time::sleep(backoff.next_delay()).await;
+            }
+        };
+        ctx.spawn(connect.into_actor(self).map(|opened, act, ctx| {
+            let Some((session, consumer)) = opened else {
+                ctx.stop();
+                return;
+            };
+            *act.ctx.lock_session() = Some(session);
+            act.ctx.set_link(true, true);
+            let settings = act.ctx.engine.settings();
+            tracing::info!(
+                queue = %settings.amqp_alert_queue,
+                prefetch = settings.effective_prefetch(),
+                "bridge: consuming alerts"
+            );
+            ctx.add_stream(consumer);
+        }));
     }
 }
 
-/// Waits forever, collecting finished delivery tasks (never completes while any remain).
-async fn reap(set: &mut JoinSet<()>) {
-    loop {
-        if set.join_next().await.is_none() {
-            std::future::pending::<()>().await;
+impl StreamHandler<Result<Delivery, lapin::Error>> for BridgeActor {
+    fn handle(&mut self, item: Result<Delivery, lapin::Error>, ctx: &mut Self::Context) {
+        match item {
+            Ok(delivery) => {
+                let Some(publish) = self.publish_channel() else {
+                    // Not consuming any more: the broker redelivers it.
+                    return;
+                };
+                let c = self.ctx.clone();
+                c.state.add_in_flight(1);
+                self.ctx.work.spawn(async move {
+                    handle(&c, &publish, delivery).await;
+                    c.state.add_in_flight(-1);
+                });
+            }
+            Err(e) => {
+                tracing::warn!(error = %MqError::broker(&self.ctx.url, e), "bridge: consumer failed: restarting");
+                ctx.stop();
+            }
+        }
+    }
+
+    fn finished(&mut self, ctx: &mut Self::Context) {
+        tracing::warn!("bridge: alert consumer ended: restarting");
+        ctx.stop();
+    }
+}
+
+impl BridgeActor {
+    fn publish_channel(&self) -> Option<Channel> {
+        self.ctx.lock_session().as_ref().map(|s| s.publish_of())
+    }
+}
+
+/// Stops the instance (the bridge is shutting down).
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Shutdown;
+
+impl Handler<Shutdown> for BridgeActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Shutdown, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}
+
+/// Injects a fault.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Inject(BridgeFault);
+
+impl Handler<Inject> for BridgeActor {
+    type Result = ();
+
+    fn handle(&mut self, fault: Inject, _: &mut Self::Context) {
+        match fault.0 {
+            BridgeFault::Panic => panic!("injected bridge fault"),
+            BridgeFault::CloseChannel => {
+                let consume = self.ctx.lock_session().as_ref().map(|s| s.consume.clone());
+                if let Some(consume) = consume {
+                    self.ctx.work.spawn(async move {
+                        let _ = consume
+                            .close(200, ShortString::from("injected fault"))
+                            .await;
+                    });
+                }
+            }
         }
     }
 }
 
-async fn session(
-    ctx: &Arc<Ctx>,
-    stop: &CancellationToken,
-    backoff: &mut Backoff,
-    in_flight: &mut JoinSet<()>,
-) -> Result<(), MqError> {
+/// Connects, declares the topology and starts consuming.
+async fn open_session(ctx: &Ctx) -> Result<(Session, Consumer), MqError> {
     let settings = ctx.engine.settings();
     let url = &ctx.url;
     let conn = crate::mq::connect(url, &format!("aml-triage bridge {}", settings.node_id)).await?;
@@ -166,7 +451,7 @@ async fn session(
         .await
         .map_err(broker)?;
     let tag = format!("{}-bridge-{:08x}", settings.node_id, fastrand::u32(..));
-    let mut consumer = consume
+    let consumer = consume
         .basic_consume(
             ShortString::from(settings.amqp_alert_queue.as_str()),
             ShortString::from(tag.as_str()),
@@ -175,45 +460,15 @@ async fn session(
         )
         .await
         .map_err(broker)?;
-    ctx.status.set(true);
-    backoff.reset();
-    tracing::info!(
-        queue = %settings.amqp_alert_queue,
-        prefetch = settings.effective_prefetch(),
-        "bridge: consuming alerts"
-    );
-    loop {
-        let next = tokio::select! {
-            _ = stop.cancelled() => None,
-            next = consumer.next() => Some(next),
-        };
-        match next {
-            None => {
-                // No new deliveries; those taken are finished (and acked on this channel)
-                // before the connection closes.
-                let _ = consume
-                    .basic_cancel(
-                        ShortString::from(tag.as_str()),
-                        BasicCancelOptions::default(),
-                    )
-                    .await;
-                let grace = Duration::from_secs_f64(settings.shutdown_grace_seconds);
-                let _ = tokio::time::timeout(grace, async {
-                    while in_flight.join_next().await.is_some() {}
-                })
-                .await;
-                let _ = conn.close(200, ShortString::from("shutdown")).await;
-                return Ok(());
-            }
-            Some(Some(Ok(delivery))) => {
-                let (ctx, publish) = (ctx.clone(), publish.clone());
-                in_flight.spawn(async move { handle(&ctx, &publish, delivery).await });
-                while in_flight.try_join_next().is_some() {}
-            }
-            Some(Some(Err(e))) => return Err(broker(e)),
-            Some(None) => return Err(MqError::Broker("alert consumer ended".into())),
-        }
-    }
+    Ok((
+        Session {
+            conn,
+            consume,
+            tag,
+            publish,
+        },
+        consumer,
+    ))
 }
 
 /// Why a message goes to the dead-letter queue.

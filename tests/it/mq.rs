@@ -699,3 +699,73 @@ async fn ready_reports_the_broker() {
     server.engine.shutdown().await;
     drop(created);
 }
+
+/// The bridge actor crashes (an injected panic, then its consuming channel closed under it):
+/// its supervisor restarts it with backoff, the new instance consumes again, and the bridge's
+/// state (connected, consuming, restarts) is in the node's published agent state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bridge_actor_is_restarted_after_a_crash() {
+    use aml_triage::bridge::BridgeFault;
+    let vhost = TestVhost::new();
+    let node = Settings {
+        node_id: "crash-node".into(),
+        amqp_url: Some(AmqpUrl::new(&vhost.url)),
+        state_publish_seconds: 0.2,
+        ..settings()
+    };
+    let engine = Arc::new(Engine::builder(node).start().await.unwrap());
+    let bridge = Bridge::start(engine.clone()).unwrap();
+    let conn = connect(&vhost.url).await;
+    let ch = confirmed_channel(&conn).await;
+    decision_sink(&ch, DECISIONS, SINK).await;
+    declare_queue(&ch, ALERTS).await;
+    wait_for_consumers(&ch, ALERTS, 1, Duration::from_secs(60)).await;
+    let first = alerts("crash-0", 3);
+    publish_all(&ch, ALERTS, &first).await;
+    let counts = collect_decisions(&ch, SINK, &ids(&first), Duration::from_secs(60)).await;
+    assert_eq!(counts.len(), 3);
+
+    for (round, fault) in [BridgeFault::Panic, BridgeFault::CloseChannel]
+        .into_iter()
+        .enumerate()
+    {
+        let restarts = round as u64 + 1;
+        assert!(bridge.inject(fault), "no bridge instance to crash");
+        assert!(
+            eventually(Duration::from_secs(30), || {
+                let s = bridge.state();
+                s.restarts == restarts && s.connected && s.consuming
+            })
+            .await,
+            "the bridge was not restarted after {fault:?}: {:?}",
+            bridge.state()
+        );
+        // One consumer: the crashed instance's is gone, the new one takes alerts.
+        assert!(
+            eventually_async(Duration::from_secs(30), || async {
+                queue_counts(&ch, ALERTS).await.1 == 1
+            })
+            .await
+        );
+        let later = alerts(&format!("crash-{restarts}"), 3);
+        publish_all(&ch, ALERTS, &later).await;
+        let counts = collect_decisions(&ch, SINK, &ids(&later), Duration::from_secs(60)).await;
+        assert_eq!(counts.len(), 3, "after {fault:?}: {counts:?}");
+    }
+    // The bridge's state is published with the node's agent state.
+    assert!(
+        eventually_async(Duration::from_secs(10), || async {
+            engine.state().nodes().await.unwrap().iter().any(|n| {
+                n.node_id == "crash-node"
+                    && n.bridge.as_ref().is_some_and(|b| {
+                        b.connected && b.consuming && b.restarts == 2 && b.in_flight == 0
+                    })
+            })
+        })
+        .await,
+        "{:?}",
+        engine.state().nodes().await
+    );
+    bridge.stop().await;
+    engine.shutdown().await;
+}
