@@ -482,8 +482,11 @@ async fn broker_connection_loss_is_survived() {
         .await
     );
     vhost.close_all_connections();
+    // Noticed: the link went down, or the bridge actor was already restarted on a new one.
     assert!(
-        eventually(Duration::from_secs(10), || !bridge.is_connected()).await,
+        eventually(Duration::from_secs(10), || !bridge.is_connected()
+            || bridge.state().restarts >= 1)
+        .await,
         "the bridge did not notice the lost connection"
     );
     assert!(
@@ -749,8 +752,13 @@ async fn bridge_actor_is_restarted_after_a_crash() {
         );
         let later = alerts(&format!("crash-{restarts}"), 3);
         publish_all(&ch, ALERTS, &later).await;
+        // (A decision of the previous round may come again: its alert was redelivered when
+        // the crashed instance's channel closed before its ack; consumers dedupe by id.)
         let counts = collect_decisions(&ch, SINK, &ids(&later), Duration::from_secs(60)).await;
-        assert_eq!(counts.len(), 3, "after {fault:?}: {counts:?}");
+        assert!(
+            ids(&later).iter().all(|id| counts.get(id) == Some(&1)),
+            "after {fault:?}: {counts:?}"
+        );
     }
     // The bridge's state is published with the node's agent state.
     assert!(
