@@ -37,6 +37,7 @@
 //!   its rules are pure, in [`domain::review`].
 
 pub mod actors;
+pub mod backoff;
 pub mod bridge;
 pub mod checkpoint;
 pub mod config;

@@ -26,6 +26,7 @@ use std::time::Duration;
 use actix::{Actor, Addr};
 use tokio::time::Instant;
 
+use crate::backoff::{Backoff, Jitter};
 use crate::domain::AgentKind;
 use crate::messages::AgentError;
 use crate::state::{AgentRecord, StateStore, now_ms};
@@ -50,11 +51,7 @@ impl RestartPolicy {
     /// Delay before the `n`th restart within the window (1-based): exponential with jitter in
     /// [50%, 100%] so that agents crashing together do not restart in lockstep.
     pub fn delay(&self, n: u32) -> Duration {
-        let exp = self
-            .backoff
-            .saturating_mul(1u32 << n.saturating_sub(1).min(16));
-        let capped = exp.min(Duration::from_secs(30));
-        capped.mul_f64(0.5 + fastrand::f64() * 0.5)
+        Backoff::new(self.backoff, Duration::from_secs(30), Jitter::Half).delay(n)
     }
 }
 
@@ -73,12 +70,7 @@ impl RetryPolicy {
     /// Delay after failed attempt `attempt` (1-based): full jitter over an exponentially
     /// growing window, but never less than what the dependency asked for (`retry-after`).
     pub fn delay(&self, attempt: u32, asked: Option<Duration>) -> Duration {
-        let window = self
-            .base
-            .saturating_mul(1u32 << attempt.saturating_sub(1).min(16))
-            .min(self.max);
-        let jittered = window.mul_f64(fastrand::f64());
-        asked.map_or(jittered, |a| a.max(jittered))
+        Backoff::new(self.base, self.max, Jitter::Full).delay_honouring(attempt, asked)
     }
 }
 

@@ -177,9 +177,14 @@ impl CustomerDataClient {
             match result {
                 Ok(h) => return Ok(h),
                 Err(e) if e.retryable() && attempt <= self.max_retries => {
-                    let backoff = BASE_BACKOFF * 2u32.saturating_pow(attempt - 1);
-                    let jitter = backoff.mul_f64(fastrand::f64() * 0.5);
-                    let delay = retry_after.unwrap_or(backoff + jitter).min(MAX_BACKOFF);
+                    let backoff = crate::backoff::Backoff::new(
+                        BASE_BACKOFF,
+                        MAX_BACKOFF,
+                        crate::backoff::Jitter::Over,
+                    );
+                    let delay = retry_after
+                        .unwrap_or_else(|| backoff.delay(attempt))
+                        .min(MAX_BACKOFF);
                     tracing::debug!(attempt, error = %e, delay_ms = delay.as_millis() as u64, "customer-data request failed: retrying");
                     tokio::time::sleep(delay).await;
                 }

@@ -271,11 +271,9 @@ pub fn text_header(value: &str) -> AMQPValue {
 }
 
 /// Exponential reconnection backoff with jitter: 0.5 s doubling to 30 s, reset once a
-/// connection is up.
+/// connection is up (the crate's one backoff, [`crate::backoff`]).
 #[derive(Debug, Clone)]
-pub struct Backoff {
-    attempt: u32,
-}
+pub struct Backoff(crate::backoff::Attempts);
 
 impl Default for Backoff {
     fn default() -> Self {
@@ -289,22 +287,22 @@ impl Backoff {
 
     /// A fresh backoff.
     pub fn new() -> Self {
-        Self { attempt: 0 }
+        Self(crate::backoff::Attempts::new(crate::backoff::Backoff::new(
+            Self::BASE,
+            Self::MAX,
+            crate::backoff::Jitter::Half,
+        )))
     }
 
     /// The next delay: jittered in [50%, 100%] of the exponential step so that nodes do not
     /// reconnect in lockstep after a broker restart.
     pub fn next_delay(&mut self) -> Duration {
-        let step = Self::BASE
-            .saturating_mul(1u32 << self.attempt.min(10))
-            .min(Self::MAX);
-        self.attempt = self.attempt.saturating_add(1);
-        step.mul_f64(0.5 + fastrand::f64() * 0.5)
+        self.0.next_delay()
     }
 
     /// After a successful connection.
     pub fn reset(&mut self) {
-        self.attempt = 0;
+        self.0.reset();
     }
 }
 
