@@ -150,9 +150,16 @@ impl Bridge {
     /// Stops taking messages and waits (up to `SHUTDOWN_GRACE_SECONDS`) for those being worked
     /// on to be decided, published and acknowledged. Messages not acknowledged by then are
     /// redelivered by the broker.
-    pub async fn stop(self) {
+    pub async fn stop(mut self) {
         self.stop.cancel();
-        let _ = self.done.await;
+        let _ = (&mut self.done).await;
+    }
+}
+
+impl Drop for Bridge {
+    /// A bridge dropped without [`Bridge::stop`] stops too (without waiting).
+    fn drop(&mut self) {
+        self.stop.cancel();
     }
 }
 

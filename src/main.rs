@@ -614,6 +614,12 @@ async fn status(settings: Settings, json: bool) -> Result<ExitCode> {
                 a.last_error.as_deref().unwrap_or("-")
             );
         }
+        if let Some(b) = &n.bridge {
+            println!(
+                "  bridge  connected {}  consuming {}  in_flight {}  restarts {}",
+                b.connected, b.consuming, b.in_flight, b.restarts
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -151,8 +151,12 @@ impl ProviderGate for SharedProviderGate {
             {
                 tracing::debug!(error = %e, provider, "provider outcome not recorded");
             }
-            if matches!(outcome, CallOutcome::Success | CallOutcome::Unhealthy) {
-                self.read(provider).await;
+            match outcome {
+                // A success closes the circuit (another node opening it meanwhile shows at the
+                // next refresh): no round trip to learn it.
+                CallOutcome::Success => self.remember(provider, CircuitState::Closed),
+                CallOutcome::Unhealthy => self.read(provider).await,
+                CallOutcome::RateLimited { .. } | CallOutcome::Neutral => {}
             }
         }
         .boxed()
@@ -181,5 +185,50 @@ impl ProviderGate for SharedProviderGate {
             }
         }
         .boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::InProcessState;
+
+    #[tokio::test]
+    async fn in_process_gate_opens_pauses_and_limits() {
+        let rules = ProviderRules {
+            threshold: 2,
+            cooldown: Duration::from_secs(600),
+            rpm: 0,
+            probe_ttl: Duration::from_secs(5),
+        };
+        let gate = SharedProviderGate::new(Arc::new(InProcessState::default()), rules)
+            .with_rules("anthropic", rules)
+            .with_rules("openai", ProviderRules { rpm: 1, ..rules });
+        // Two unhealthy calls open the circuit; then calls are refused.
+        for _ in 0..2 {
+            assert_eq!(gate.admit("anthropic").await, Admission::Go);
+            gate.record("anthropic", false, CallOutcome::Unhealthy)
+                .await;
+        }
+        assert_eq!(gate.circuit("anthropic"), CircuitState::Open);
+        assert!(matches!(
+            gate.admit("anthropic").await,
+            Admission::Open { .. }
+        ));
+        // A 429 pauses the provider.
+        assert_eq!(gate.admit("openai").await, Admission::Go);
+        gate.record(
+            "openai",
+            false,
+            CallOutcome::RateLimited {
+                retry_after: Some(Duration::from_secs(9)),
+            },
+        )
+        .await;
+        match gate.admit("openai").await {
+            Admission::Wait { retry_in } => assert!(retry_in > Duration::from_secs(8)),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(gate.circuit("openai"), CircuitState::Closed);
     }
 }
