@@ -255,3 +255,71 @@ async fn provider_rate_limit_is_shared_across_nodes() {
     retry_after(b.decision.complete(request()).await);
     assert_eq!(calls(&ok).await, 2, "the cluster went past its rate limit");
 }
+
+/// The Lua scripts Redis runs and the in-process rules give the same answers and records for
+/// the same calls at the same times.
+#[tokio::test]
+async fn provider_rules_are_the_same_in_redis_and_in_process() {
+    use aml_triage::limits::{CallOutcome, ProviderRules};
+    use aml_triage::state::InProcessState;
+    let redis: Arc<dyn StateStore> = Arc::new(redis(&prefix("parity")));
+    let local: Arc<dyn StateStore> = Arc::new(InProcessState::default());
+    let rules = ProviderRules {
+        threshold: 2,
+        cooldown: Duration::from_secs(10),
+        rpm: 3,
+        probe_ttl: Duration::from_secs(2),
+    };
+    enum Op {
+        Admit,
+        Record(bool, CallOutcome),
+    }
+    let t0 = now_ms();
+    let rate_limited = CallOutcome::RateLimited {
+        retry_after: Some(Duration::from_secs(4)),
+    };
+    let script = [
+        (0, Op::Admit),
+        (1, Op::Record(false, CallOutcome::Unhealthy)),
+        (2, Op::Admit),
+        (3, Op::Admit),
+        (4, Op::Admit),
+        (5, Op::Record(false, CallOutcome::Unhealthy)),
+        (6, Op::Admit),
+        (10_006, Op::Admit),
+        (10_007, Op::Admit),
+        (10_008, Op::Record(true, CallOutcome::Unhealthy)),
+        (20_010, Op::Admit),
+        (20_011, Op::Record(true, rate_limited)),
+        (21_000, Op::Admit),
+        (24_100, Op::Admit),
+        (24_200, Op::Record(true, CallOutcome::Success)),
+        (24_300, Op::Admit),
+        (24_400, Op::Record(false, CallOutcome::Neutral)),
+    ];
+    for (i, (at, op)) in script.iter().enumerate() {
+        let now = t0 + at;
+        match op {
+            Op::Admit => {
+                let r = redis.provider_admit("p", now, &rules).await.unwrap();
+                let l = local.provider_admit("p", now, &rules).await.unwrap();
+                assert_eq!(r, l, "step {i}");
+            }
+            Op::Record(probe, outcome) => {
+                redis
+                    .provider_record("p", now, *probe, *outcome, &rules)
+                    .await
+                    .unwrap();
+                local
+                    .provider_record("p", now, *probe, *outcome, &rules)
+                    .await
+                    .unwrap();
+            }
+        }
+        assert_eq!(
+            redis.provider_state("p").await.unwrap(),
+            local.provider_state("p").await.unwrap(),
+            "step {i}"
+        );
+    }
+}
