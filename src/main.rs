@@ -85,9 +85,24 @@ enum ModelCommand {
     /// Fit a scorecard on a labelled file with cross-validation grouped by customer; print
     /// the out-of-fold PR-AUC, clear rate at 0 misses and threshold, and write the file.
     Fit {
-        /// Labelled file (`{"alert":...,"expected":...}` lines).
-        #[arg(long)]
-        from: PathBuf,
+        /// Labelled file (`{"alert":...,"expected":...}` lines), or --from-store.
+        #[arg(long, required_unless_present = "from_store")]
+        from: Option<PathBuf>,
+        /// Fit on the analyst outcomes the review workflow recorded: closed cases of
+        /// transaction alerts (`true_positive_*` and filed SARs suspicious, `false_positive`
+        /// not, `inconclusive` left out), joined to the stored alerts and decisions. Reads
+        /// DATABASE_URL (or --database-url).
+        #[arg(long, conflicts_with = "from")]
+        from_store: bool,
+        /// Database URL for --from-store (overrides DATABASE_URL).
+        #[arg(long, requires = "from_store")]
+        database_url: Option<String>,
+        /// Cross-validation folds (grouped by customer).
+        #[arg(long, default_value_t = aml_triage::model::FitOptions::default().folds)]
+        folds: usize,
+        /// Fewest alerts per bin; the fit needs at least 2 x folds x min-bin alerts.
+        #[arg(long, default_value_t = aml_triage::model::FitOptions::default().min_bin)]
+        min_bin: usize,
         /// Scorecard file to write.
         #[arg(long, default_value = "scorecard.json")]
         out: PathBuf,
@@ -377,10 +392,31 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             command:
                 ModelCommand::Fit {
                     from,
+                    from_store,
+                    database_url,
+                    folds,
+                    min_bin,
                     out,
                     jurisdictions,
                 },
-        } => model_fit(&settings, &from, &out, jurisdictions.as_deref()),
+        } => {
+            let o = aml_triage::model::FitOptions {
+                folds,
+                min_bin,
+                ..Default::default()
+            };
+            let source = match from {
+                Some(f) if !from_store => FitSource::File(f),
+                _ => {
+                    if let Some(db) = database_url {
+                        settings.database_url = db;
+                    }
+                    settings.validate()?;
+                    FitSource::Store
+                }
+            };
+            model_fit(&settings, &source, &out, jurisdictions.as_deref(), &o).await
+        }
         Command::Eval(args) => {
             args.refs.apply(&mut settings);
             settings.database_url = args.database_url.clone().unwrap_or_else(|| "memory".into());
@@ -1289,34 +1325,90 @@ fn print_shadow(c: &aml_triage::shadow::Comparison) {
     );
 }
 
-fn model_fit(
+/// Where `model fit` reads its labelled alerts.
+enum FitSource {
+    /// A labelled file.
+    File(PathBuf),
+    /// The analyst outcomes in DATABASE_URL's review tables.
+    Store,
+}
+
+async fn model_fit(
     settings: &Settings,
-    from: &std::path::Path,
+    from: &FitSource,
     out: &std::path::Path,
     jurisdictions: Option<&std::path::Path>,
+    o: &aml_triage::model::FitOptions,
 ) -> Result<ExitCode> {
     use aml_triage::model;
     use sha2::Digest;
-    let bytes = std::fs::read(from).with_context(|| format!("reading {}", from.display()))?;
-    let text = String::from_utf8(bytes.clone()).context("training file is not UTF-8")?;
     let juris = match jurisdictions {
         Some(p) => aml_triage::jurisdiction::JurisdictionTable::load(p)
             .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?,
         None => aml_triage::jurisdiction::JurisdictionTable::empty(),
     };
-    let rows = model::rows_from_jsonl(&text, &juris)?;
-    let sha = hex::encode(sha2::Sha256::digest(&bytes));
-    let source = from
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let (sc, r) = model::fit(
-        &rows,
-        &source,
-        &sha,
-        &model::FitOptions::default(),
-        &settings.thresholds(),
-    )?;
+    let (rows, sha, source) = match from {
+        FitSource::File(from) => {
+            let bytes =
+                std::fs::read(from).with_context(|| format!("reading {}", from.display()))?;
+            let text = String::from_utf8(bytes.clone()).context("training file is not UTF-8")?;
+            let rows = model::rows_from_jsonl(&text, &juris)?;
+            let sha = hex::encode(sha2::Sha256::digest(&bytes));
+            let source = from
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            (rows, sha, source)
+        }
+        FitSource::Store => {
+            let store = aml_triage::store::Store::connect(
+                Some(&settings.database_url),
+                &settings.node_id,
+                aml_triage::store::StoreOptions::default(),
+            )
+            .await?;
+            store.migrate().await?;
+            let t = aml_triage::review::feedback::training_outcomes(&store).await;
+            store.close().await;
+            let t = t?;
+            println!(
+                "analyst outcomes: {} labelled ({} positive: true_positive_* or SAR filed; {} \
+                 negative: false_positive); {} inconclusive and {} without a stored \
+                 alert/decision left out",
+                t.outcomes.len(),
+                t.positives,
+                t.negatives,
+                t.inconclusive,
+                t.missing
+            );
+            if t.capped {
+                eprintln!(
+                    "warning: a case listing hit the store's page of 1000 rows: some outcomes \
+                     are not used"
+                );
+            }
+            let need = model::min_alerts(o);
+            if t.outcomes.len() < need || t.positives == 0 || t.negatives == 0 {
+                anyhow::bail!(
+                    "too few labelled outcomes to fit: {} ({} positive, {} negative); need at \
+                     least {need} (2 x {} folds x {} per bin) with both classes",
+                    t.outcomes.len(),
+                    t.positives,
+                    t.negatives,
+                    o.folds,
+                    o.min_bin
+                );
+            }
+            let (rows, sha) = model::rows_from_labelled_json(
+                t.outcomes
+                    .iter()
+                    .map(|x| (x.alert_json.as_str(), x.suspicious, x.typology.as_str())),
+                &juris,
+            )?;
+            (rows, sha, "store".to_string())
+        }
+    };
+    let (sc, r) = model::fit(&rows, &source, &sha, o, &settings.thresholds())?;
     let show = |name: &str, m: &model::Metrics| {
         println!(
             "{name:<28} PR-AUC {:.3}  missed positives {}  clear rate {:.3}",

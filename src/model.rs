@@ -132,6 +132,39 @@ pub fn rows_from_jsonl(text: &str, juris: &JurisdictionTable) -> Result<Vec<Row>
     Ok(rows)
 }
 
+/// Rows from labelled alerts given as JSON (analyst outcomes read from the store: the alert
+/// as received, its label and the decision's main factor as typology), with the SHA-256 of
+/// the training data (each label and alert, one line each, in the order given: the caller
+/// orders them, by alert id for the store). Alerts other than TRANSACTION ones with
+/// transactions are skipped, as in [`rows_from_jsonl`].
+pub fn rows_from_labelled_json<'a>(
+    items: impl IntoIterator<Item = (&'a str, bool, &'a str)>,
+    juris: &JurisdictionTable,
+) -> Result<(Vec<Row>, String), FitError> {
+    let mut digest = Sha256::new();
+    let mut rows = Vec::new();
+    for (json, suspicious, typology) in items {
+        digest.update(if suspicious { b"1\t" } else { b"0\t" });
+        digest.update(json.as_bytes());
+        digest.update(b"\n");
+        let alert = Alert::from_json(json)
+            .map_err(|e| FitError::Data(format!("stored alert unreadable: {e}")))?;
+        if alert.alert_type != crate::domain::alert::AlertType::Transaction
+            || alert.transactions.is_empty()
+        {
+            continue;
+        }
+        let typology = if suspicious { typology } else { "none" };
+        rows.push(Row::new(alert, suspicious, typology.to_string(), juris));
+    }
+    Ok((rows, hex::encode(digest.finalize())))
+}
+
+/// Fewest labelled alerts [`fit`] accepts with options `o`: two classes in every fold's bins.
+pub fn min_alerts(o: &FitOptions) -> usize {
+    2 * o.folds * o.min_bin
+}
+
 /// Fit options.
 #[derive(Debug, Clone, Copy)]
 pub struct FitOptions {
@@ -578,11 +611,13 @@ pub fn fit(
     t: &Thresholds,
 ) -> Result<(Scorecard, FitReport), FitError> {
     let pos = rows.iter().filter(|r| r.suspicious).count();
-    if pos == 0 || pos == rows.len() || rows.len() < 2 * o.folds * o.min_bin {
+    if pos == 0 || pos == rows.len() || rows.len() < min_alerts(o) || o.folds < 2 {
         return Err(FitError::Data(format!(
-            "{} alerts, {pos} suspicious: need both classes and at least {} alerts",
+            "{} alerts, {pos} suspicious, {} not: need both classes, at least {} alerts and at \
+             least 2 folds",
             rows.len(),
-            2 * o.folds * o.min_bin
+            rows.len() - pos,
+            min_alerts(o)
         )));
     }
     let oof = out_of_fold(rows, o)?;

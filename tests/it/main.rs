@@ -19,6 +19,7 @@ mod mq_support;
 mod redis_state;
 mod review;
 mod scorecard;
+mod scorecard_store;
 mod screening_eval;
 mod screening_robustness;
 mod store;
