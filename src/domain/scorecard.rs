@@ -356,6 +356,25 @@ pub(crate) mod tests {
                 );
             }
         }
+        // In the decision: the scorecard's factors, the other factors and, when the sum falls
+        // outside 0-100, the bound's own contribution add up to the decision's score; with
+        // intercepts that push the sum far below 0 and above 100 as well as inside.
+        let t = crate::domain::policy::Thresholds::default();
+        let facts = crate::domain::facts::EnrichmentFacts::default();
+        let mut bounded = 0;
+        for i in [-40.0, -4.0, -1.0, 0.0, 2.0, 9.0, 40.0] {
+            let s = sample(i, 1.0, 0.5);
+            let a = crate::domain::scoring::assess_with(&alert("Q"), &facts, &t, Some(&s));
+            let sum: f64 = a.factors.iter().map(|f| f.points).sum();
+            assert!((sum - a.score).abs() <= 0.06, "{sum} vs {}", a.score);
+            assert!(a.factors.iter().any(|f| f.name == "scorecard_base"));
+            bounded += usize::from(
+                a.factors
+                    .iter()
+                    .any(|f| f.name == crate::domain::scoring::SCORE_BOUND_FACTOR),
+            );
+        }
+        assert_eq!(bounded, 3, "-40, 9 and 40 push the sum outside 0-100");
         // One-off share 0.5 (P twice? no: P and Q once each = 1.0; P twice = 0/1 = 0.0).
         let s = sample(0.0, 1.0, 1.0);
         assert!(s.score(&alert("Q")).logit > s.score(&alert("P")).logit);
