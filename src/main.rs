@@ -73,6 +73,20 @@ enum Command {
         #[command(flatten)]
         db: cli_review::ReviewDbArgs,
     },
+    /// Local customer-data API for tests and evaluation: serves each customer's transactions
+    /// from AMLSim's raw CSVs (accounts.csv, transactions.csv) at
+    /// GET /customers/{id}/history; point EXTERNAL_DATA_API_URL at it.
+    HistoryServer {
+        /// AMLSim output folder (e.g. ../shared/data/amlsim-extdata3k).
+        #[arg(long)]
+        amlsim: PathBuf,
+        /// Simulation name prefixing the ids (default: the folder name after `amlsim-`).
+        #[arg(long)]
+        simulation: Option<String>,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8089")]
+        bind: String,
+    },
     /// Transaction scorecard: fit one on labelled alerts (activated only by SCORECARD_PATH).
     Model {
         #[command(subcommand)]
@@ -387,6 +401,27 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             }
             settings.validate()?;
             eval_from_store(&settings, args.json).await
+        }
+        Command::HistoryServer {
+            amlsim,
+            simulation,
+            bind,
+        } => {
+            let sim = simulation.unwrap_or_else(|| {
+                let name = amlsim
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                name.strip_prefix("amlsim-").unwrap_or(&name).to_string()
+            });
+            let data = aml_triage::history_server::AmlsimHistory::load(&amlsim, &sim)?;
+            let customers = data.customers();
+            let (addr, task) =
+                aml_triage::history_server::start(std::sync::Arc::new(data), &bind).await?;
+            println!("serving the history of {customers} customers ({sim}) on http://{addr}");
+            tokio::signal::ctrl_c().await?;
+            task.abort();
+            Ok(ExitCode::SUCCESS)
         }
         Command::Model {
             command:
@@ -1225,6 +1260,7 @@ async fn eval(settings: Settings, args: EvalArgs) -> Result<ExitCode> {
     );
     let juris_path = settings.jurisdiction_path.clone();
     let thresholds = settings.thresholds();
+    let history_settings = settings.clone();
     let file = args
         .file
         .clone()
@@ -1256,7 +1292,12 @@ async fn eval(settings: Settings, args: EvalArgs) -> Result<ExitCode> {
                 .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?,
             None => aml_triage::jurisdiction::JurisdictionTable::empty(),
         };
-        let rows = shadow_rows(&file, &run.decided)?;
+        let mut rows = shadow_rows(&file, &run.decided)?;
+        if let Some(h) = fetch_histories(&history_settings, rows.iter().map(|r| &r.alert)).await? {
+            for r in &mut rows {
+                r.history = Some(h.get(&r.alert.alert_id).cloned().unwrap_or_default());
+            }
+        }
         let c = aml_triage::shadow::compare(&champion_name, &rows, challenger, &juris, &thresholds);
         print_shadow(&c);
     }
@@ -1289,6 +1330,7 @@ fn shadow_rows(
         };
         if let Some(d) = by_id.get(alert.alert_id.as_str()) {
             rows.push(aml_triage::shadow::ChampionRow {
+                history: None,
                 disposition: d.disposition,
                 risk_score: d.risk_score,
                 alert,
@@ -1323,6 +1365,43 @@ fn print_shadow(c: &aml_triage::shadow::Comparison) {
         "alerts whose clear/escalate outcome would differ: {}",
         c.outcomes_differing
     );
+}
+
+/// With EXTERNAL_DATA_API_URL set, each alert's customer history from the customer-data API
+/// as enrichment keeps it (by alert id); `None` without the API. One request per customer.
+async fn fetch_histories<'a>(
+    settings: &Settings,
+    alerts: impl IntoIterator<Item = &'a aml_triage::domain::alert::Alert>,
+) -> Result<Option<std::collections::HashMap<String, Vec<aml_triage::domain::alert::Transaction>>>>
+{
+    let Some(client) = aml_triage::customer_data::CustomerDataClient::from_settings(settings)?
+    else {
+        return Ok(None);
+    };
+    let mut by_customer: std::collections::HashMap<
+        String,
+        aml_triage::customer_data::ExternalHistory,
+    > = std::collections::HashMap::new();
+    let mut out = std::collections::HashMap::new();
+    for a in alerts {
+        let cid = &a.customer.customer_id;
+        if !by_customer.contains_key(cid) {
+            let h = client
+                .history(cid)
+                .await
+                .with_context(|| format!("customer-data API, customer {cid}"))?;
+            by_customer.insert(cid.clone(), h);
+        }
+        out.insert(
+            a.alert_id.clone(),
+            by_customer[cid].to_facts(a).recent_transactions,
+        );
+    }
+    eprintln!(
+        "history: {} customer(s) from EXTERNAL_DATA_API_URL",
+        by_customer.len()
+    );
+    Ok(Some(out))
 }
 
 /// Where `model fit` reads its labelled alerts.
@@ -1406,6 +1485,27 @@ async fn model_fit(
                 &juris,
             )?;
             (rows, sha, "store".to_string())
+        }
+    };
+    // With the customer-data API configured, the rows carry the customers' history (the
+    // `hist_*` features), as the engine's enrichment would give them.
+    // The training digest then covers the history too, and the version says `history`.
+    let (rows, sha, source) = match fetch_histories(settings, rows.iter().map(|r| &r.alert)).await?
+    {
+        None => (rows, sha, source),
+        Some(h) => {
+            let mut d = sha2::Sha256::new();
+            d.update(sha.as_bytes());
+            let rows: Vec<model::Row> = rows
+                .into_iter()
+                .map(|r| {
+                    let txs = h.get(&r.alert.alert_id).cloned().unwrap_or_default();
+                    d.update(r.alert.alert_id.as_bytes());
+                    d.update(serde_json::to_string(&txs).unwrap_or_default().as_bytes());
+                    model::Row::with_history(r.alert, r.suspicious, r.typology, &juris, Some(&txs))
+                })
+                .collect();
+            (rows, hex::encode(d.finalize()), format!("{source}+history"))
         }
     };
     let (sc, r) = model::fit(&rows, &source, &sha, o, &settings.thresholds())?;

@@ -57,14 +57,31 @@ impl Row {
         typology: String,
         juris: &JurisdictionTable,
     ) -> Self {
-        let facts = EnrichmentFacts {
+        Self::with_history(alert, suspicious, typology, juris, None)
+    }
+
+    /// A row as [`Row::new`], with the customer's history from the customer-data API
+    /// (`None`: no API, the `hist_*` features are missing). The history is cut to what the
+    /// engine's enrichment keeps ([`features::history_window`]).
+    pub fn with_history(
+        alert: Alert,
+        suspicious: bool,
+        typology: String,
+        juris: &JurisdictionTable,
+        history: Option<&[crate::domain::alert::Transaction]>,
+    ) -> Self {
+        let mut facts = EnrichmentFacts {
             jurisdiction_flags: juris.flags(&alert),
             typologies: crate::typologies::detect(&alert, juris),
             data_completeness: crate::domain::enrichment::data_completeness(&alert),
             ..Default::default()
         };
+        if let Some(h) = history {
+            facts.history.source = "external".into();
+            facts.history.recent_transactions = features::history_window(&alert, h);
+        }
         Self {
-            features: features::compute(&alert),
+            features: features::compute_with(&alert, facts.history.transactions_for_features()),
             alert,
             suspicious,
             typology,
@@ -428,12 +445,22 @@ pub fn logistic_irls(x: &[Vec<f64>], y: &[bool], l2: f64) -> Result<(f64, Vec<f6
 /// Fits bins and coefficients on `rows` (threshold not set).
 fn fit_once(rows: &[&Row], o: &FitOptions) -> Result<Scorecard, FitError> {
     let y: Vec<bool> = rows.iter().map(|r| r.suspicious).collect();
-    let mut specs: Vec<FeatureSpec> = FEATURE_NAMES
+    // The `hist_*` features are missing on every row without customer history: they are
+    // then left out of the scorecard (the others are always kept, so a fit without history
+    // is the same as before they existed).
+    let used: Vec<usize> = (0..FEATURE_NAMES.len())
+        .filter(|&j| {
+            !FEATURE_NAMES[j].starts_with("hist_")
+                || rows
+                    .iter()
+                    .any(|r| r.features[j].1 != FeatureValue::Missing)
+        })
+        .collect();
+    let mut specs: Vec<FeatureSpec> = used
         .iter()
-        .enumerate()
-        .map(|(j, name)| {
+        .map(|&j| {
             let vals: Vec<&FeatureValue> = rows.iter().map(|r| &r.features[j].1).collect();
-            bin_feature(name, &vals, &y, o)
+            bin_feature(FEATURE_NAMES[j], &vals, &y, o)
         })
         .collect();
     let x: Vec<Vec<f64>> = rows
@@ -441,8 +468,8 @@ fn fit_once(rows: &[&Row], o: &FitOptions) -> Result<Scorecard, FitError> {
         .map(|r| {
             specs
                 .iter()
-                .zip(&r.features)
-                .map(|(s, (_, v))| s.bin(v).map_or(0.0, |b| b.woe))
+                .zip(&used)
+                .map(|(s, &j)| s.bin(&r.features[j].1).map_or(0.0, |b| b.woe))
                 .collect()
         })
         .collect();
@@ -683,9 +710,13 @@ pub fn fit(
         sc.features
     ]);
     let model_digest = hex::encode(Sha256::digest(content.to_string().as_bytes()));
+    // `FILE+history`: fitted with the customer-data API's history (`hist_*` features).
+    let (stem, history) = source
+        .strip_suffix("+history")
+        .map_or((source, ""), |s| (s, "-history"));
     sc.version = format!(
-        "scorecard-{}-{}-{}",
-        source.trim_end_matches(".jsonl").trim_end_matches(".eval"),
+        "scorecard-{}{history}-{}-{}",
+        stem.trim_end_matches(".jsonl").trim_end_matches(".eval"),
         &sha256[..sha256.len().min(8)],
         &model_digest[..8]
     );

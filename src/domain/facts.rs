@@ -210,6 +210,19 @@ pub struct CustomerHistory {
     /// The account profile, when an external customer-data source gave one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub account_profile: Option<AccountProfile>,
+    /// The customer's transactions before the alert, from the customer-data API
+    /// ([`super::features::history_window`]: none of the alert's own, none after its last
+    /// transaction); empty without the API. The scorecard's `hist_*` features read them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recent_transactions: Vec<super::alert::Transaction>,
+}
+
+impl CustomerHistory {
+    /// The history transactions the features see: `Some` only when the customer-data API
+    /// gave the history (an empty list then means no earlier transactions).
+    pub fn transactions_for_features(&self) -> Option<&[super::alert::Transaction]> {
+        (self.source == "external").then_some(self.recent_transactions.as_slice())
+    }
 }
 
 /// A customer's account profile as the bank's customer-data system holds it.

@@ -200,9 +200,21 @@ impl Scorecard {
                 .sum::<f64>()
     }
 
-    /// Scores an alert: the log-odds and the factors whose points sum to the score.
+    /// Scores an alert without customer history: the log-odds and the factors whose points
+    /// sum to the score.
     pub fn score(&self, alert: &Alert) -> Scored {
-        let values = features::compute(alert);
+        self.score_with(alert, None)
+    }
+
+    /// Scores an alert with the customer's history from the customer-data API (`None`
+    /// without one: the `hist_*` features then contribute nothing): the log-odds and the
+    /// factors whose points sum to the score.
+    pub fn score_with(
+        &self,
+        alert: &Alert,
+        history: Option<&[super::alert::Transaction]>,
+    ) -> Scored {
+        let values = features::compute_with(alert, history);
         let k = self.points_per_logit;
         let base = round2(self.threshold_score + k * (self.intercept - self.threshold_logit));
         let mut factors = vec![Factor {
@@ -216,6 +228,11 @@ impl Scorecard {
         }];
         let mut logit = self.intercept;
         for f in &self.features {
+            // Without the customer-data API a history feature has no value at all (not even
+            // "missing"): it contributes nothing.
+            if history.is_none() && f.name.starts_with("hist_") {
+                continue;
+            }
             let Some((_, v)) = values.iter().find(|(n, _)| *n == f.name) else {
                 continue;
             };

@@ -183,7 +183,10 @@ pub fn assess_with(
     let scorecard = scorecard
         .filter(|_| alert.alert_type == AlertType::Transaction && !alert.transactions.is_empty());
     match scorecard {
-        Some(sc) => factors.extend(sc.score(alert).factors),
+        Some(sc) => factors.extend(
+            sc.score_with(alert, facts.history.transactions_for_features())
+                .factors,
+        ),
         None => factors.extend(crate::typologies::transaction_factors(
             alert,
             &facts.typologies,

@@ -8,6 +8,7 @@ mod deploy;
 mod durability;
 mod failsafe;
 mod faults;
+mod history;
 mod http;
 mod http_support;
 mod input;
