@@ -143,7 +143,7 @@ impl AmlsimHistory {
             }
         }
         for txs in out.by_customer.values_mut() {
-            txs.sort_by(|a, b| a.timestamp.cmp(&b.timestamp));
+            txs.sort_by_key(|a| a.timestamp);
         }
         Ok(out)
     }
