@@ -1129,6 +1129,24 @@ mod floor_tests {
                 a.alert_id
             );
         }
+        // The same alerts with customer history from the API: the `hist_*` features (which
+        // the random scorecards use) take part too.
+        let history = vec![
+            tx_in("H1", -20, 40.0, "P"),
+            tx_out("H2", -10, 900.0, "Q"),
+            tx_in("H3", -5, 5.0, "R"),
+        ];
+        let with_history: Vec<(Alert, EnrichmentFacts)> = blocked
+            .iter()
+            .map(|(a, f)| {
+                let mut f = f.clone();
+                f.history.source = "external".into();
+                f.history.recent_transactions = history.clone();
+                (a.clone(), f)
+            })
+            .collect();
+        let blocked: Vec<(Alert, EnrichmentFacts)> =
+            blocked.into_iter().chain(with_history).collect();
         let habitual = alert(vec![tx_in("a", 0, 100.0, "P"), tx_in("b", 9, 100.0, "P")]);
         let mut screening = habitual.clone();
         screening.alert_type = crate::domain::alert::AlertType::KycOngoing;
