@@ -1394,7 +1394,7 @@ async fn fetch_histories<'a>(
         }
         out.insert(
             a.alert_id.clone(),
-            by_customer[cid].to_facts(a).recent_transactions,
+            aml_triage::domain::features::history_window(a, &by_customer[cid].transactions()),
         );
     }
     eprintln!(

@@ -77,11 +77,13 @@ impl Row {
             ..Default::default()
         };
         if let Some(h) = history {
+            let window = features::history_window(&alert, h);
             facts.history.source = "external".into();
-            facts.history.recent_transactions = features::history_window(&alert, h);
+            facts.history.recent_transactions = window.len() as u32;
+            facts.history.features = Some(features::history_values(&alert, &window));
         }
         Self {
-            features: features::compute_with(&alert, facts.history.transactions_for_features()),
+            features: features::compute_with(&alert, facts.history.features_for_scoring()),
             alert,
             suspicious,
             typology,
@@ -1141,7 +1143,8 @@ mod floor_tests {
             .map(|(a, f)| {
                 let mut f = f.clone();
                 f.history.source = "external".into();
-                f.history.recent_transactions = history.clone();
+                f.history.recent_transactions = history.len() as u32;
+                f.history.features = Some(features::history_values(a, &history));
                 (a.clone(), f)
             })
             .collect();

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::alert::{Alert, Counterparty, Transaction};
 use crate::domain::facts::{AccountProfile, CustomerHistory};
-use crate::domain::features::history_window;
+use crate::domain::features::{history_values, history_window};
 use crate::llm::http::{parse_retry_after, short};
 use crate::secret::ApiKey;
 
@@ -146,12 +146,7 @@ impl ExternalHistory {
     /// features may see ([`history_window`]).
     pub fn to_facts(&self, alert: &Alert) -> CustomerHistory {
         let alert_id = alert.alert_id.as_str();
-        let txs: Vec<Transaction> = self
-            .recent_transactions
-            .iter()
-            .filter_map(|v| serde_json::from_value::<ApiTransaction>(v.clone()).ok())
-            .filter_map(ApiTransaction::into_transaction)
-            .collect();
+        let window = history_window(alert, &self.transactions());
         let prior: Vec<&PastAlert> = self
             .past_alerts
             .iter()
@@ -166,8 +161,18 @@ impl ExternalHistory {
             prior_escalations: escalations as u32,
             source: "external".into(),
             account_profile: self.account_profile.clone(),
-            recent_transactions: history_window(alert, &txs),
+            recent_transactions: window.len() as u32,
+            features: Some(history_values(alert, &window)),
         }
+    }
+
+    /// The `recent_transactions` that read as transactions (the others are skipped).
+    pub fn transactions(&self) -> Vec<Transaction> {
+        self.recent_transactions
+            .iter()
+            .filter_map(|v| serde_json::from_value::<ApiTransaction>(v.clone()).ok())
+            .filter_map(ApiTransaction::into_transaction)
+            .collect()
     }
 }
 
@@ -377,15 +382,20 @@ mod tests {
             ],
             ..Default::default()
         };
-        let f = h.to_facts(&now_alert());
-        let ids: Vec<&str> = f
-            .recent_transactions
-            .iter()
-            .map(|t| t.transaction_id.as_str())
+        assert_eq!(h.transactions().len(), 5, "the malformed entry is skipped");
+        let a = now_alert();
+        let ids: Vec<String> = history_window(&a, &h.transactions())
+            .into_iter()
+            .map(|t| t.transaction_id)
             .collect();
         assert_eq!(ids, ["T1", "T10"]);
-        assert_eq!(f.transactions_for_features().map(<[_]>::len), Some(2));
-        assert_eq!(CustomerHistory::default().transactions_for_features(), None);
+        let f = h.to_facts(&a);
+        assert_eq!(f.recent_transactions, 2);
+        let v = f.features_for_scoring().expect("history features");
+        assert_eq!(v["hist_transactions"], Some(2.0));
+        assert_eq!(CustomerHistory::default().features_for_scoring(), None);
+        // No counterparty of the history reaches the facts (journal, prompts).
+        assert!(!serde_json::to_string(&f).unwrap().contains("\"P\""));
     }
 
     #[test]

@@ -107,24 +107,47 @@ pub fn history_window(alert: &Alert, history: &[Transaction]) -> Vec<Transaction
     kept
 }
 
-/// The history features: `None` history (no customer-data API) leaves them missing; an empty
-/// history is a customer without earlier transactions.
+/// Values of the `hist_*` features by name (`None`: not computable), as the enrichment facts
+/// carry them ([`super::facts::CustomerHistory::features`]).
+pub type HistoryValues = BTreeMap<String, Option<f64>>;
+
+/// The `hist_*` feature values of `alert` given the customer's history from the customer-data
+/// API (already cut by [`history_window`]); an empty history is a customer without earlier
+/// transactions.
+pub fn history_values(alert: &Alert, api: &[Transaction]) -> HistoryValues {
+    let (trig, hist) = split(alert);
+    history_features(&trig, &alert.transactions, &hist, api)
+        .into_iter()
+        .map(|(n, v)| {
+            let v = match v {
+                FeatureValue::Num(x) => Some(x),
+                _ => None,
+            };
+            (n.to_string(), v)
+        })
+        .collect()
+}
+
+/// The alert's triggering transactions and its other (earlier) ones.
+fn split(alert: &Alert) -> (Vec<&Transaction>, Vec<&Transaction>) {
+    let trig_ids: Option<BTreeSet<&str>> = match alert.metadata.get("triggering_transaction_ids") {
+        Some(Value::Array(ids)) => Some(ids.iter().filter_map(Value::as_str).collect()),
+        _ => None,
+    };
+    alert.transactions.iter().partition(|t| {
+        trig_ids
+            .as_ref()
+            .is_none_or(|s| s.contains(t.transaction_id.as_str()))
+    })
+}
+
+/// The history features over the alert's earlier transactions and the API's.
 fn history_features(
     trig: &[&Transaction],
     alert_txs: &[Transaction],
     alert_hist: &[&Transaction],
-    history: Option<&[Transaction]>,
+    api: &[Transaction],
 ) -> [(&'static str, FeatureValue); 6] {
-    let Some(api) = history else {
-        return [
-            ("hist_transactions", FeatureValue::Missing),
-            ("hist_parties", FeatureValue::Missing),
-            ("hist_new_party_share_in_trigger", FeatureValue::Missing),
-            ("hist_one_off_party_share", FeatureValue::Missing),
-            ("hist_two_way_tx_share", FeatureValue::Missing),
-            ("hist_trigger_vs_history_amount", FeatureValue::Missing),
-        ];
-    };
     // The customer's known past: the alert's own earlier transactions and the API's.
     let h: Vec<&Transaction> = alert_hist.iter().copied().chain(api).collect();
     let hist_parties: BTreeSet<String> = h.iter().filter_map(|t| party(t)).collect();
@@ -209,25 +232,15 @@ pub fn compute(alert: &Alert) -> Vec<(&'static str, FeatureValue)> {
     compute_with(alert, None)
 }
 
-/// Computes every feature of [`FEATURE_NAMES`], in that order; `history` is the customer's
-/// history from the customer-data API ([`history_window`] of it), `None` when none is
-/// configured.
+/// Computes every feature of [`FEATURE_NAMES`], in that order; `history` holds the `hist_*`
+/// values ([`history_values`]), `None` when no customer-data API is configured (they are then
+/// missing).
 pub fn compute_with(
     alert: &Alert,
-    history: Option<&[Transaction]>,
+    history: Option<&HistoryValues>,
 ) -> Vec<(&'static str, FeatureValue)> {
-    let trig_ids: Option<BTreeSet<&str>> = match alert.metadata.get("triggering_transaction_ids") {
-        Some(Value::Array(ids)) => Some(ids.iter().filter_map(Value::as_str).collect()),
-        _ => None,
-    };
-    let is_trig = |t: &Transaction| {
-        trig_ids
-            .as_ref()
-            .is_none_or(|s| s.contains(t.transaction_id.as_str()))
-    };
     let txs = &alert.transactions;
-    let trig: Vec<&Transaction> = txs.iter().filter(|t| is_trig(t)).collect();
-    let hist: Vec<&Transaction> = txs.iter().filter(|t| !is_trig(t)).collect();
+    let (trig, hist) = split(alert);
 
     // Per counterparty: transactions and directions over the whole alert.
     let mut count: BTreeMap<String, usize> = BTreeMap::new();
@@ -311,7 +324,16 @@ pub fn compute_with(
     } else {
         FeatureValue::Missing
     };
-    let hist_features = history_features(&trig, txs, &hist, history);
+    let hist_features = FEATURE_NAMES
+        .iter()
+        .filter(|n| n.starts_with("hist_"))
+        .map(|&n| {
+            let v = history
+                .and_then(|h| h.get(n).copied().flatten())
+                .filter(|x| x.is_finite())
+                .map_or(FeatureValue::Missing, FeatureValue::Num);
+            (n, v)
+        });
     let mut out = vec![
         (
             "rule",
@@ -480,7 +502,8 @@ mod tests {
                 .collect::<Vec<_>>(),
             ["H1", "H2", "H3"]
         );
-        let with = compute_with(&a, Some(&window));
+        let values = history_values(&a, &window);
+        let with = compute_with(&a, Some(&values));
         assert_eq!(with.len(), FEATURE_NAMES.len());
         assert_eq!(get(&with, "hist_transactions"), FeatureValue::Num(3.0));
         assert_eq!(get(&with, "hist_parties"), FeatureValue::Num(2.0));
@@ -508,7 +531,7 @@ mod tests {
             }
         }
         // An empty history (API present, no earlier transactions) is not a missing one.
-        let empty = compute_with(&a, Some(&[]));
+        let empty = compute_with(&a, Some(&history_values(&a, &[])));
         assert_eq!(get(&empty, "hist_transactions"), FeatureValue::Num(0.0));
         assert_eq!(
             get(&empty, "hist_new_party_share_in_trigger"),

@@ -209,11 +209,7 @@ impl Scorecard {
     /// Scores an alert with the customer's history from the customer-data API (`None`
     /// without one: the `hist_*` features then contribute nothing): the log-odds and the
     /// factors whose points sum to the score.
-    pub fn score_with(
-        &self,
-        alert: &Alert,
-        history: Option<&[super::alert::Transaction]>,
-    ) -> Scored {
+    pub fn score_with(&self, alert: &Alert, history: Option<&features::HistoryValues>) -> Scored {
         let values = features::compute_with(alert, history);
         let k = self.points_per_logit;
         let base = round2(self.threshold_score + k * (self.intercept - self.threshold_logit));

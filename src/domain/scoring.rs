@@ -184,7 +184,7 @@ pub fn assess_with(
         .filter(|_| alert.alert_type == AlertType::Transaction && !alert.transactions.is_empty());
     match scorecard {
         Some(sc) => factors.extend(
-            sc.score_with(alert, facts.history.transactions_for_features())
+            sc.score_with(alert, facts.history.features_for_scoring())
                 .factors,
         ),
         None => factors.extend(crate::typologies::transaction_factors(

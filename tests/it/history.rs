@@ -97,27 +97,53 @@ async fn history_server_feeds_enrichment_and_the_features_change() {
     let without = run(None).await;
     let (mut seen, mut moved) = (0, 0);
     for ((a, d, facts), (_, d0, facts0)) in with.iter().zip(&without) {
-        assert_eq!(facts["history"]["source"], "external", "{}", a.alert_id);
+        let h = &facts["history"];
+        assert_eq!(h["source"], "external", "{}", a.alert_id);
         assert_eq!(facts0["history"]["source"], "store");
-        assert!(facts0["history"].get("recent_transactions").is_none());
-        // Enrichment kept only what came before the alert's last transaction, none of its own.
+        assert!(facts0["history"].get("features").is_none());
+        // Enrichment counted only what came before the alert's last transaction (within 90
+        // days), none of its own: recomputed here from the server's answer.
         let last = a.transactions.iter().map(|t| t.timestamp).max().unwrap();
         let own: Vec<&str> = a
             .transactions
             .iter()
             .map(|t| t.transaction_id.as_str())
             .collect();
-        let recent = facts["history"]["recent_transactions"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        for t in &recent {
-            let ts: chrono::DateTime<chrono::Utc> =
-                serde_json::from_value(t["timestamp"].clone()).unwrap();
-            assert!(ts <= last, "{}: {t} after the alert", a.alert_id);
-            assert!(!own.contains(&t["transaction_id"].as_str().unwrap()));
-        }
-        seen += usize::from(!recent.is_empty());
+        let api: aml_triage::customer_data::ExternalHistory = http
+            .get(format!(
+                "{url}/customers/{}/history",
+                a.customer.customer_id.replace(':', "%3A")
+            ))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let before = api
+            .transactions()
+            .into_iter()
+            .filter(|t| t.timestamp <= last && t.timestamp >= last - chrono::Duration::days(90))
+            .filter(|t| !own.contains(&t.transaction_id.as_str()))
+            .count();
+        assert!(
+            api.transactions().len() > before,
+            "the server sends more than that"
+        );
+        assert_eq!(
+            h["recent_transactions"].as_u64().unwrap_or(0),
+            before as u64
+        );
+        // The facts carry the feature values, not the transactions (no names from the API).
+        assert!(h["features"]["hist_parties"].is_number(), "{h}");
+        let cp = api.transactions()[0].counterparty.clone().unwrap().name;
+        assert!(
+            !facts.to_string().contains(&cp)
+                || a.transactions
+                    .iter()
+                    .any(|t| { t.counterparty.as_ref().is_some_and(|c| c.name == cp) })
+        );
+        seen += usize::from(before > 0);
         // With history the scorecard's hist_* factors take part; without, they cannot.
         let hist = |d: &aml_triage::Decision| {
             d.factors
@@ -131,11 +157,11 @@ async fn history_server_feeds_enrichment_and_the_features_change() {
         }
     }
     // The alerts carry up to 50 earlier transactions themselves: the API adds to some only.
-    assert!(seen >= 3, "{seen} of {} saw history", with.len());
     println!(
         "{seen} of {} alerts got history transactions; {moved} scores moved",
         with.len()
     );
+    assert!(seen >= 3, "{seen} of {} saw history", with.len());
     assert!(
         moved >= with.len() / 2,
         "{moved} of {} scores moved",
