@@ -169,3 +169,39 @@ async fn history_server_feeds_enrichment_and_the_features_change() {
     );
     task.abort();
 }
+
+/// Kills the child process on drop (even when the test panics).
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_server_command_serves_the_amlsim_folder() {
+    use std::io::BufRead;
+    let mut child = Child(
+        std::process::Command::new(env!("CARGO_BIN_EXE_aml-triage"))
+            .args(["history-server", "--bind", "127.0.0.1:0", "--amlsim"])
+            .arg(shared_data().join("amlsim-extdata3k"))
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut line = String::new();
+    std::io::BufReader::new(child.0.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    // "serving the history of N customers (extdata3k) on http://ADDR"
+    assert!(line.contains("(extdata3k)"), "{line}");
+    let url = line.trim().rsplit(' ').next().unwrap().to_string();
+    let r = reqwest::get(format!("{url}/customers/extdata3k:C_2997/history"))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let h: aml_triage::customer_data::ExternalHistory = r.json().await.unwrap();
+    assert!(!h.transactions().is_empty());
+}
