@@ -42,6 +42,7 @@ fn fit_cli(url: &str, out: &std::path::Path) -> (bool, String, String) {
         .arg(out)
         .env_remove("DATABASE_URL")
         .env_remove("SCORECARD_PATH")
+        .env_remove("EXTERNAL_DATA_API_URL")
         .output()
         .unwrap();
     (
