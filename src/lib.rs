@@ -46,6 +46,7 @@ pub mod domain;
 pub mod engine;
 pub mod error;
 pub mod evaluation;
+pub mod history_server;
 pub mod http;
 pub mod jurisdiction;
 pub mod limits;

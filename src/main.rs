@@ -73,6 +73,20 @@ enum Command {
         #[command(flatten)]
         db: cli_review::ReviewDbArgs,
     },
+    /// Local customer-data API for tests and evaluation: serves each customer's transactions
+    /// from AMLSim's raw CSVs (accounts.csv, transactions.csv) at
+    /// GET /customers/{id}/history; point EXTERNAL_DATA_API_URL at it.
+    HistoryServer {
+        /// AMLSim output folder (e.g. ../shared/data/amlsim-extdata3k).
+        #[arg(long)]
+        amlsim: PathBuf,
+        /// Simulation name prefixing the ids (default: the folder name after `amlsim-`).
+        #[arg(long)]
+        simulation: Option<String>,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8089")]
+        bind: String,
+    },
     /// Transaction scorecard: fit one on labelled alerts (activated only by SCORECARD_PATH).
     Model {
         #[command(subcommand)]
@@ -85,9 +99,24 @@ enum ModelCommand {
     /// Fit a scorecard on a labelled file with cross-validation grouped by customer; print
     /// the out-of-fold PR-AUC, clear rate at 0 misses and threshold, and write the file.
     Fit {
-        /// Labelled file (`{"alert":...,"expected":...}` lines).
-        #[arg(long)]
-        from: PathBuf,
+        /// Labelled file (`{"alert":...,"expected":...}` lines), or --from-store.
+        #[arg(long, required_unless_present = "from_store")]
+        from: Option<PathBuf>,
+        /// Fit on the analyst outcomes the review workflow recorded: closed cases of
+        /// transaction alerts (`true_positive_*` and filed SARs suspicious, `false_positive`
+        /// not, `inconclusive` left out), joined to the stored alerts and decisions. Reads
+        /// DATABASE_URL (or --database-url).
+        #[arg(long, conflicts_with = "from")]
+        from_store: bool,
+        /// Database URL for --from-store (overrides DATABASE_URL).
+        #[arg(long, requires = "from_store")]
+        database_url: Option<String>,
+        /// Cross-validation folds (grouped by customer).
+        #[arg(long, default_value_t = aml_triage::model::FitOptions::default().folds)]
+        folds: usize,
+        /// Fewest alerts per bin; the fit needs at least 2 x folds x min-bin alerts.
+        #[arg(long, default_value_t = aml_triage::model::FitOptions::default().min_bin)]
+        min_bin: usize,
         /// Scorecard file to write.
         #[arg(long, default_value = "scorecard.json")]
         out: PathBuf,
@@ -373,14 +402,56 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             settings.validate()?;
             eval_from_store(&settings, args.json).await
         }
+        Command::HistoryServer {
+            amlsim,
+            simulation,
+            bind,
+        } => {
+            let sim = simulation.unwrap_or_else(|| {
+                let name = amlsim
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                name.strip_prefix("amlsim-").unwrap_or(&name).to_string()
+            });
+            let data = aml_triage::history_server::AmlsimHistory::load(&amlsim, &sim)?;
+            let customers = data.customers();
+            let (addr, task) =
+                aml_triage::history_server::start(std::sync::Arc::new(data), &bind).await?;
+            println!("serving the history of {customers} customers ({sim}) on http://{addr}");
+            tokio::signal::ctrl_c().await?;
+            task.abort();
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Model {
             command:
                 ModelCommand::Fit {
                     from,
+                    from_store,
+                    database_url,
+                    folds,
+                    min_bin,
                     out,
                     jurisdictions,
                 },
-        } => model_fit(&settings, &from, &out, jurisdictions.as_deref()),
+        } => {
+            let o = aml_triage::model::FitOptions {
+                folds,
+                min_bin,
+                ..Default::default()
+            };
+            let source = match from {
+                Some(f) if !from_store => FitSource::File(f),
+                _ => {
+                    if let Some(db) = database_url {
+                        settings.database_url = db;
+                    }
+                    settings.validate()?;
+                    FitSource::Store
+                }
+            };
+            model_fit(&settings, &source, &out, jurisdictions.as_deref(), &o).await
+        }
         Command::Eval(args) => {
             args.refs.apply(&mut settings);
             settings.database_url = args.database_url.clone().unwrap_or_else(|| "memory".into());
@@ -1195,6 +1266,7 @@ async fn eval(settings: Settings, args: EvalArgs) -> Result<ExitCode> {
     );
     let juris_path = settings.jurisdiction_path.clone();
     let thresholds = settings.thresholds();
+    let history_settings = settings.clone();
     let file = args
         .file
         .clone()
@@ -1226,7 +1298,12 @@ async fn eval(settings: Settings, args: EvalArgs) -> Result<ExitCode> {
                 .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?,
             None => aml_triage::jurisdiction::JurisdictionTable::empty(),
         };
-        let rows = shadow_rows(&file, &run.decided)?;
+        let mut rows = shadow_rows(&file, &run.decided)?;
+        if let Some(h) = fetch_histories(&history_settings, rows.iter().map(|r| &r.alert)).await? {
+            for r in &mut rows {
+                r.history = Some(h.get(&r.alert.alert_id).cloned().unwrap_or_default());
+            }
+        }
         let c = aml_triage::shadow::compare(&champion_name, &rows, challenger, &juris, &thresholds);
         print_shadow(&c);
     }
@@ -1259,6 +1336,7 @@ fn shadow_rows(
         };
         if let Some(d) = by_id.get(alert.alert_id.as_str()) {
             rows.push(aml_triage::shadow::ChampionRow {
+                history: None,
                 disposition: d.disposition,
                 risk_score: d.risk_score,
                 alert,
@@ -1295,34 +1373,148 @@ fn print_shadow(c: &aml_triage::shadow::Comparison) {
     );
 }
 
-fn model_fit(
+/// With EXTERNAL_DATA_API_URL set, each alert's customer history from the customer-data API
+/// as enrichment keeps it (by alert id); `None` without the API. One request per customer.
+async fn fetch_histories<'a>(
     settings: &Settings,
-    from: &std::path::Path,
+    alerts: impl IntoIterator<Item = &'a aml_triage::domain::alert::Alert>,
+) -> Result<Option<std::collections::HashMap<String, Vec<aml_triage::domain::alert::Transaction>>>>
+{
+    let Some(client) = aml_triage::customer_data::CustomerDataClient::from_settings(settings)?
+    else {
+        return Ok(None);
+    };
+    let mut by_customer: std::collections::HashMap<
+        String,
+        aml_triage::customer_data::ExternalHistory,
+    > = std::collections::HashMap::new();
+    let mut out = std::collections::HashMap::new();
+    for a in alerts {
+        let cid = &a.customer.customer_id;
+        if !by_customer.contains_key(cid) {
+            let h = client
+                .history(cid)
+                .await
+                .with_context(|| format!("customer-data API, customer {cid}"))?;
+            by_customer.insert(cid.clone(), h);
+        }
+        out.insert(
+            a.alert_id.clone(),
+            aml_triage::domain::features::history_window(a, &by_customer[cid].transactions()),
+        );
+    }
+    eprintln!(
+        "history: {} customer(s) from EXTERNAL_DATA_API_URL",
+        by_customer.len()
+    );
+    Ok(Some(out))
+}
+
+/// Where `model fit` reads its labelled alerts.
+enum FitSource {
+    /// A labelled file.
+    File(PathBuf),
+    /// The analyst outcomes in DATABASE_URL's review tables.
+    Store,
+}
+
+async fn model_fit(
+    settings: &Settings,
+    from: &FitSource,
     out: &std::path::Path,
     jurisdictions: Option<&std::path::Path>,
+    o: &aml_triage::model::FitOptions,
 ) -> Result<ExitCode> {
     use aml_triage::model;
     use sha2::Digest;
-    let bytes = std::fs::read(from).with_context(|| format!("reading {}", from.display()))?;
-    let text = String::from_utf8(bytes.clone()).context("training file is not UTF-8")?;
     let juris = match jurisdictions {
         Some(p) => aml_triage::jurisdiction::JurisdictionTable::load(p)
             .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?,
         None => aml_triage::jurisdiction::JurisdictionTable::empty(),
     };
-    let rows = model::rows_from_jsonl(&text, &juris)?;
-    let sha = hex::encode(sha2::Sha256::digest(&bytes));
-    let source = from
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let (sc, r) = model::fit(
-        &rows,
-        &source,
-        &sha,
-        &model::FitOptions::default(),
-        &settings.thresholds(),
-    )?;
+    let (rows, sha, source) = match from {
+        FitSource::File(from) => {
+            let bytes =
+                std::fs::read(from).with_context(|| format!("reading {}", from.display()))?;
+            let text = String::from_utf8(bytes.clone()).context("training file is not UTF-8")?;
+            let rows = model::rows_from_jsonl(&text, &juris)?;
+            let sha = hex::encode(sha2::Sha256::digest(&bytes));
+            let source = from
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            (rows, sha, source)
+        }
+        FitSource::Store => {
+            let store = aml_triage::store::Store::connect(
+                Some(&settings.database_url),
+                &settings.node_id,
+                aml_triage::store::StoreOptions::default(),
+            )
+            .await?;
+            store.migrate().await?;
+            let t = aml_triage::review::feedback::training_outcomes(&store).await;
+            store.close().await;
+            let t = t?;
+            println!(
+                "analyst outcomes: {} labelled ({} positive: true_positive_* or SAR filed; {} \
+                 negative: false_positive); {} inconclusive and {} without a stored \
+                 alert/decision left out",
+                t.outcomes.len(),
+                t.positives,
+                t.negatives,
+                t.inconclusive,
+                t.missing
+            );
+            if t.capped {
+                eprintln!(
+                    "warning: a case listing hit the store's page of 1000 rows: some outcomes \
+                     are not used"
+                );
+            }
+            let need = model::min_alerts(o);
+            if t.outcomes.len() < need || t.positives == 0 || t.negatives == 0 {
+                anyhow::bail!(
+                    "too few labelled outcomes to fit: {} ({} positive, {} negative); need at \
+                     least {need} (2 x {} folds x {} per bin) with both classes",
+                    t.outcomes.len(),
+                    t.positives,
+                    t.negatives,
+                    o.folds,
+                    o.min_bin
+                );
+            }
+            let (rows, sha) = model::rows_from_labelled_json(
+                t.outcomes
+                    .iter()
+                    .map(|x| (x.alert_json.as_str(), x.suspicious, x.typology.as_str())),
+                &juris,
+            )?;
+            (rows, sha, "store".to_string())
+        }
+    };
+    // With the customer-data API configured, the rows carry the customers' history (the
+    // `hist_*` features), as the engine's enrichment would give them.
+    // The training digest then covers the history too, and the version says `history`.
+    let (rows, sha, source) = match fetch_histories(settings, rows.iter().map(|r| &r.alert)).await?
+    {
+        None => (rows, sha, source),
+        Some(h) => {
+            let mut d = sha2::Sha256::new();
+            d.update(sha.as_bytes());
+            let rows: Vec<model::Row> = rows
+                .into_iter()
+                .map(|r| {
+                    let txs = h.get(&r.alert.alert_id).cloned().unwrap_or_default();
+                    d.update(r.alert.alert_id.as_bytes());
+                    d.update(serde_json::to_string(&txs).unwrap_or_default().as_bytes());
+                    model::Row::with_history(r.alert, r.suspicious, r.typology, &juris, Some(&txs))
+                })
+                .collect();
+            (rows, hex::encode(d.finalize()), format!("{source}+history"))
+        }
+    };
+    let (sc, r) = model::fit(&rows, &source, &sha, o, &settings.thresholds())?;
     let show = |name: &str, m: &model::Metrics| {
         println!(
             "{name:<28} PR-AUC {:.3}  missed positives {}  clear rate {:.3}",

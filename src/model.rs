@@ -57,14 +57,33 @@ impl Row {
         typology: String,
         juris: &JurisdictionTable,
     ) -> Self {
-        let facts = EnrichmentFacts {
+        Self::with_history(alert, suspicious, typology, juris, None)
+    }
+
+    /// A row as [`Row::new`], with the customer's history from the customer-data API
+    /// (`None`: no API, the `hist_*` features are missing). The history is cut to what the
+    /// engine's enrichment keeps ([`features::history_window`]).
+    pub fn with_history(
+        alert: Alert,
+        suspicious: bool,
+        typology: String,
+        juris: &JurisdictionTable,
+        history: Option<&[crate::domain::alert::Transaction]>,
+    ) -> Self {
+        let mut facts = EnrichmentFacts {
             jurisdiction_flags: juris.flags(&alert),
             typologies: crate::typologies::detect(&alert, juris),
             data_completeness: crate::domain::enrichment::data_completeness(&alert),
             ..Default::default()
         };
+        if let Some(h) = history {
+            let window = features::history_window(&alert, h);
+            facts.history.source = "external".into();
+            facts.history.recent_transactions = window.len() as u32;
+            facts.history.features = Some(features::history_values(&alert, &window));
+        }
         Self {
-            features: features::compute(&alert),
+            features: features::compute_with(&alert, facts.history.features_for_scoring()),
             alert,
             suspicious,
             typology,
@@ -130,6 +149,39 @@ pub fn rows_from_jsonl(text: &str, juris: &JurisdictionTable) -> Result<Vec<Row>
         rows.push(Row::new(alert, suspicious, typology, juris));
     }
     Ok(rows)
+}
+
+/// Rows from labelled alerts given as JSON (analyst outcomes read from the store: the alert
+/// as received, its label and the decision's main factor as typology), with the SHA-256 of
+/// the training data (each label and alert, one line each, in the order given: the caller
+/// orders them, by alert id for the store). Alerts other than TRANSACTION ones with
+/// transactions are skipped, as in [`rows_from_jsonl`].
+pub fn rows_from_labelled_json<'a>(
+    items: impl IntoIterator<Item = (&'a str, bool, &'a str)>,
+    juris: &JurisdictionTable,
+) -> Result<(Vec<Row>, String), FitError> {
+    let mut digest = Sha256::new();
+    let mut rows = Vec::new();
+    for (json, suspicious, typology) in items {
+        digest.update(if suspicious { b"1\t" } else { b"0\t" });
+        digest.update(json.as_bytes());
+        digest.update(b"\n");
+        let alert = Alert::from_json(json)
+            .map_err(|e| FitError::Data(format!("stored alert unreadable: {e}")))?;
+        if alert.alert_type != crate::domain::alert::AlertType::Transaction
+            || alert.transactions.is_empty()
+        {
+            continue;
+        }
+        let typology = if suspicious { typology } else { "none" };
+        rows.push(Row::new(alert, suspicious, typology.to_string(), juris));
+    }
+    Ok((rows, hex::encode(digest.finalize())))
+}
+
+/// Fewest labelled alerts [`fit`] accepts with options `o`: two classes in every fold's bins.
+pub fn min_alerts(o: &FitOptions) -> usize {
+    2 * o.folds * o.min_bin
 }
 
 /// Fit options.
@@ -395,12 +447,22 @@ pub fn logistic_irls(x: &[Vec<f64>], y: &[bool], l2: f64) -> Result<(f64, Vec<f6
 /// Fits bins and coefficients on `rows` (threshold not set).
 fn fit_once(rows: &[&Row], o: &FitOptions) -> Result<Scorecard, FitError> {
     let y: Vec<bool> = rows.iter().map(|r| r.suspicious).collect();
-    let mut specs: Vec<FeatureSpec> = FEATURE_NAMES
+    // The `hist_*` features are missing on every row without customer history: they are
+    // then left out of the scorecard (the others are always kept, so a fit without history
+    // is the same as before they existed).
+    let used: Vec<usize> = (0..FEATURE_NAMES.len())
+        .filter(|&j| {
+            !FEATURE_NAMES[j].starts_with("hist_")
+                || rows
+                    .iter()
+                    .any(|r| r.features[j].1 != FeatureValue::Missing)
+        })
+        .collect();
+    let mut specs: Vec<FeatureSpec> = used
         .iter()
-        .enumerate()
-        .map(|(j, name)| {
+        .map(|&j| {
             let vals: Vec<&FeatureValue> = rows.iter().map(|r| &r.features[j].1).collect();
-            bin_feature(name, &vals, &y, o)
+            bin_feature(FEATURE_NAMES[j], &vals, &y, o)
         })
         .collect();
     let x: Vec<Vec<f64>> = rows
@@ -408,8 +470,8 @@ fn fit_once(rows: &[&Row], o: &FitOptions) -> Result<Scorecard, FitError> {
         .map(|r| {
             specs
                 .iter()
-                .zip(&r.features)
-                .map(|(s, (_, v))| s.bin(v).map_or(0.0, |b| b.woe))
+                .zip(&used)
+                .map(|(s, &j)| s.bin(&r.features[j].1).map_or(0.0, |b| b.woe))
                 .collect()
         })
         .collect();
@@ -578,11 +640,13 @@ pub fn fit(
     t: &Thresholds,
 ) -> Result<(Scorecard, FitReport), FitError> {
     let pos = rows.iter().filter(|r| r.suspicious).count();
-    if pos == 0 || pos == rows.len() || rows.len() < 2 * o.folds * o.min_bin {
+    if pos == 0 || pos == rows.len() || rows.len() < min_alerts(o) || o.folds < 2 {
         return Err(FitError::Data(format!(
-            "{} alerts, {pos} suspicious: need both classes and at least {} alerts",
+            "{} alerts, {pos} suspicious, {} not: need both classes, at least {} alerts and at \
+             least 2 folds",
             rows.len(),
-            2 * o.folds * o.min_bin
+            rows.len() - pos,
+            min_alerts(o)
         )));
     }
     let oof = out_of_fold(rows, o)?;
@@ -648,9 +712,13 @@ pub fn fit(
         sc.features
     ]);
     let model_digest = hex::encode(Sha256::digest(content.to_string().as_bytes()));
+    // `FILE+history`: fitted with the customer-data API's history (`hist_*` features).
+    let (stem, history) = source
+        .strip_suffix("+history")
+        .map_or((source, ""), |s| (s, "-history"));
     sc.version = format!(
-        "scorecard-{}-{}-{}",
-        source.trim_end_matches(".jsonl").trim_end_matches(".eval"),
+        "scorecard-{}{history}-{}-{}",
+        stem.trim_end_matches(".jsonl").trim_end_matches(".eval"),
         &sha256[..sha256.len().min(8)],
         &model_digest[..8]
     );
@@ -1063,6 +1131,25 @@ mod floor_tests {
                 a.alert_id
             );
         }
+        // The same alerts with customer history from the API: the `hist_*` features (which
+        // the random scorecards use) take part too.
+        let history = vec![
+            tx_in("H1", -20, 40.0, "P"),
+            tx_out("H2", -10, 900.0, "Q"),
+            tx_in("H3", -5, 5.0, "R"),
+        ];
+        let with_history: Vec<(Alert, EnrichmentFacts)> = blocked
+            .iter()
+            .map(|(a, f)| {
+                let mut f = f.clone();
+                f.history.source = "external".into();
+                f.history.recent_transactions = history.len() as u32;
+                f.history.features = Some(features::history_values(a, &history));
+                (a.clone(), f)
+            })
+            .collect();
+        let blocked: Vec<(Alert, EnrichmentFacts)> =
+            blocked.into_iter().chain(with_history).collect();
         let habitual = alert(vec![tx_in("a", 0, 100.0, "P"), tx_in("b", 9, 100.0, "P")]);
         let mut screening = habitual.clone();
         screening.alert_type = crate::domain::alert::AlertType::KycOngoing;

@@ -27,6 +27,9 @@ pub struct ChampionRow {
     pub disposition: Disposition,
     /// The champion's score.
     pub risk_score: f64,
+    /// The customer's history from the customer-data API, when configured (the challenger's
+    /// `hist_*` features read it, as the engine's would).
+    pub history: Option<Vec<crate::domain::alert::Transaction>>,
 }
 
 /// The metrics of one side.
@@ -148,7 +151,13 @@ pub fn compare(
         .zip(&champion)
         .map(|(r, &c)| {
             if r.alert.alert_type == AlertType::Transaction && !r.alert.transactions.is_empty() {
-                let row = Row::new(r.alert.clone(), r.expected.suspicious, String::new(), juris);
+                let row = Row::with_history(
+                    r.alert.clone(),
+                    r.expected.suspicious,
+                    String::new(),
+                    juris,
+                    r.history.as_deref(),
+                );
                 would_clear(&row, Some(challenger), t)
             } else {
                 c

@@ -93,7 +93,7 @@ async fn customer_history(
             .history(customer_id, client.history(customer_id))
             .await
         {
-            Ok(h) => return Ok((h.to_facts(&alert.alert_id), None)),
+            Ok(h) => return Ok((h.to_facts(alert), None)),
             Err(e) => {
                 tracing::warn!(error = %e, "customer-data API failed: using the engine's own history");
                 let (h, _) = store_history(sources, alert).await?;
@@ -123,7 +123,7 @@ async fn store_history(
             prior_alerts,
             prior_escalations,
             source: "store".into(),
-            account_profile: None,
+            ..Default::default()
         },
         None,
     ))

@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::domain::alert::{Alert, Counterparty, Transaction};
 use crate::domain::facts::{AccountProfile, CustomerHistory};
+use crate::domain::features::{history_values, history_window};
 use crate::llm::http::{parse_retry_after, short};
 use crate::secret::ApiKey;
 
@@ -84,13 +86,67 @@ pub struct ExternalHistory {
     /// The account profile.
     #[serde(default)]
     pub account_profile: Option<AccountProfile>,
+    /// The customer's recent transactions, each in the alert's transaction shape (unknown
+    /// fields ignored; an entry that does not read as a transaction is skipped).
+    #[serde(default)]
+    pub recent_transactions: Vec<serde_json::Value>,
+}
+
+/// A history transaction as the API sends it: the alert's transaction fields, unknown ones
+/// ignored.
+#[derive(Deserialize)]
+struct ApiTransaction {
+    transaction_id: String,
+    timestamp: chrono::DateTime<chrono::Utc>,
+    amount: f64,
+    currency: String,
+    direction: crate::domain::alert::Direction,
+    #[serde(rename = "type")]
+    kind: crate::domain::alert::TransactionType,
+    #[serde(default)]
+    counterparty: Option<ApiCounterparty>,
+}
+
+#[derive(Deserialize)]
+struct ApiCounterparty {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    account_id: String,
+    #[serde(default)]
+    country: String,
+    #[serde(default)]
+    bank: String,
+}
+
+impl ApiTransaction {
+    fn into_transaction(self) -> Option<Transaction> {
+        (self.amount.is_finite() && self.amount >= 0.0).then(|| Transaction {
+            transaction_id: self.transaction_id,
+            timestamp: self.timestamp,
+            amount: self.amount,
+            currency: self.currency,
+            direction: self.direction,
+            kind: self.kind,
+            counterparty: self.counterparty.map(|c| Counterparty {
+                name: c.name,
+                account_id: c.account_id,
+                country: c.country,
+                bank: c.bank,
+            }),
+            description: None,
+        })
+    }
 }
 
 impl ExternalHistory {
-    /// The history facts for `alert_id`: its own entry, if the API already lists it, is
+    /// The history facts for `alert`: its own entry, if the API already lists it, is
     /// not counted; anything not closed as `AUTO_CLEAR` (including still-open alerts) counts
-    /// as an escalation, the cautious reading.
-    pub fn to_facts(&self, alert_id: &str) -> CustomerHistory {
+    /// as an escalation, the cautious reading. The recent transactions are cut to what the
+    /// features may see ([`history_window`]).
+    pub fn to_facts(&self, alert: &Alert) -> CustomerHistory {
+        let alert_id = alert.alert_id.as_str();
+        let window = history_window(alert, &self.transactions());
         let prior: Vec<&PastAlert> = self
             .past_alerts
             .iter()
@@ -105,7 +161,18 @@ impl ExternalHistory {
             prior_escalations: escalations as u32,
             source: "external".into(),
             account_profile: self.account_profile.clone(),
+            recent_transactions: window.len() as u32,
+            features: Some(history_values(alert, &window)),
         }
+    }
+
+    /// The `recent_transactions` that read as transactions (the others are skipped).
+    pub fn transactions(&self) -> Vec<Transaction> {
+        self.recent_transactions
+            .iter()
+            .filter_map(|v| serde_json::from_value::<ApiTransaction>(v.clone()).ok())
+            .filter_map(ApiTransaction::into_transaction)
+            .collect()
     }
 }
 
@@ -282,13 +349,58 @@ mod tests {
               "account_profile":{"kyc_risk_rating":"HIGH"}}"#,
         )
         .unwrap();
-        let f = h.to_facts("NOW");
+        let f = h.to_facts(&now_alert());
         assert_eq!((f.prior_alerts, f.prior_escalations), (3, 2));
         assert_eq!(f.source, "external");
         assert_eq!(
             f.account_profile.unwrap().kyc_risk_rating.as_deref(),
             Some("HIGH")
         );
+    }
+
+    fn now_alert() -> Alert {
+        Alert::from_json(
+            r#"{"alert_id":"NOW","alert_type":"TRANSACTION","priority":"LOW",
+            "created_at":"2024-06-01T02:00:00Z",
+            "customer":{"customer_id":"C1","name":"N","entity_type":"INDIVIDUAL"},
+            "transactions":[{"transaction_id":"T9","timestamp":"2024-05-31T00:00:00Z",
+              "amount":5,"currency":"USD","direction":"IN","type":"TRANSFER"}]}"#,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn history_transactions_stop_at_the_alert_and_skip_its_own() {
+        let tx = |id: &str, ts: &str| {
+            serde_json::json!({"transaction_id": id, "timestamp": ts, "amount": 10.0,
+                "currency": "USD", "direction": "OUT", "type": "TRANSFER", "extra": 1,
+                "counterparty": {"name": "P", "account_id": "P", "rating": "x"}})
+        };
+        let h = ExternalHistory {
+            recent_transactions: vec![
+                tx("T1", "2024-05-01T00:00:00Z"),
+                tx("T0", "2023-12-01T00:00:00Z"), // older than the window
+                tx("T9", "2024-05-31T00:00:00Z"), // the alert's own
+                tx("T10", "2024-05-31T00:00:00Z"), // same time as the alert's last: seen
+                tx("T11", "2024-06-01T00:00:00Z"), // after the alert's last transaction
+                serde_json::json!({"transaction_id": "bad"}),
+            ],
+            ..Default::default()
+        };
+        assert_eq!(h.transactions().len(), 5, "the malformed entry is skipped");
+        let a = now_alert();
+        let ids: Vec<String> = history_window(&a, &h.transactions())
+            .into_iter()
+            .map(|t| t.transaction_id)
+            .collect();
+        assert_eq!(ids, ["T1", "T10"]);
+        let f = h.to_facts(&a);
+        assert_eq!(f.recent_transactions, 2);
+        let v = f.features_for_scoring().expect("history features");
+        assert_eq!(v["hist_transactions"], Some(2.0));
+        assert_eq!(CustomerHistory::default().features_for_scoring(), None);
+        // No counterparty of the history reaches the facts (journal, prompts).
+        assert!(!serde_json::to_string(&f).unwrap().contains("\"P\""));
     }
 
     #[test]

@@ -210,6 +210,28 @@ pub struct CustomerHistory {
     /// The account profile, when an external customer-data source gave one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub account_profile: Option<AccountProfile>,
+    /// How many of the customer's transactions from the customer-data API came before the
+    /// alert ([`super::features::history_window`]); 0 without the API.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub recent_transactions: u32,
+    /// The scorecard's `hist_*` feature values computed from them with the alert
+    /// ([`super::features::history_values`]; `null`: not computable), present only when the
+    /// customer-data API gave the history. The transactions themselves are not kept in the
+    /// facts: no counterparty names from another system reach the journal or a model prompt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub features: Option<super::features::HistoryValues>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+impl CustomerHistory {
+    /// The `hist_*` feature values the scorecard reads: `Some` only when the customer-data
+    /// API gave the history.
+    pub fn features_for_scoring(&self) -> Option<&super::features::HistoryValues> {
+        self.features.as_ref().filter(|_| self.source == "external")
+    }
 }
 
 /// A customer's account profile as the bank's customer-data system holds it.

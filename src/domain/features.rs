@@ -6,6 +6,12 @@
 //! account age, no absolute dates), so a scorecard fitted on one simulation run can be applied
 //! to another.
 //!
+//! With the customer-data API configured, the `hist_*` features also read the customer's
+//! transactions before the alert ([`history_window`]: none after the alert's last
+//! transaction, within [`HISTORY_WINDOW_DAYS`]) together with the alert's own earlier ones;
+//! without the API they are missing (and a scorecard skips them). They too describe flows
+//! relative to the alert (counts, shares, ratios), not dates.
+//!
 //! The triggering transactions are those listed in `metadata.triggering_transaction_ids`;
 //! without that list every transaction counts as triggering and the history is empty.
 //! `metadata.rules_fired[].features.cycle_length` / `cycle_span_days` (the cycle features),
@@ -52,7 +58,142 @@ pub const FEATURE_NAMES: &[&str] = &[
     "one_off_value_share",
     "linked_subject_parties",
     "relationship_days",
+    "hist_transactions",
+    "hist_parties",
+    "hist_new_party_share_in_trigger",
+    "hist_one_off_party_share",
+    "hist_two_way_tx_share",
+    "hist_trigger_vs_history_amount",
 ];
+
+/// Days of customer history (from the customer-data API) before the alert that the history
+/// features look at.
+pub const HISTORY_WINDOW_DAYS: i64 = 90;
+
+/// Most history transactions kept per alert (the latest ones).
+pub const HISTORY_MAX_TRANSACTIONS: usize = 500;
+
+/// The customer's history transactions the features may use for `alert`: not in the alert
+/// itself, not after the alert's last transaction (nor after its creation), and within
+/// [`HISTORY_WINDOW_DAYS`] before that; the latest [`HISTORY_MAX_TRANSACTIONS`], oldest first.
+/// Nothing after what the monitoring system saw can leak into a score.
+pub fn history_window(alert: &Alert, history: &[Transaction]) -> Vec<Transaction> {
+    let cutoff = alert
+        .transactions
+        .iter()
+        .map(|t| t.timestamp)
+        .max()
+        .map_or(alert.created_at, |last| last.min(alert.created_at));
+    let start = cutoff - chrono::Duration::days(HISTORY_WINDOW_DAYS);
+    let own: BTreeSet<&str> = alert
+        .transactions
+        .iter()
+        .map(|t| t.transaction_id.as_str())
+        .collect();
+    let mut kept: Vec<Transaction> = history
+        .iter()
+        .filter(|t| t.timestamp <= cutoff && t.timestamp >= start)
+        .filter(|t| !own.contains(t.transaction_id.as_str()))
+        .cloned()
+        .collect();
+    kept.sort_by(|a, b| {
+        a.timestamp
+            .cmp(&b.timestamp)
+            .then_with(|| a.transaction_id.cmp(&b.transaction_id))
+    });
+    kept.dedup_by(|a, b| a.transaction_id == b.transaction_id);
+    let drop = kept.len().saturating_sub(HISTORY_MAX_TRANSACTIONS);
+    kept.drain(..drop);
+    kept
+}
+
+/// Values of the `hist_*` features by name (`None`: not computable), as the enrichment facts
+/// carry them ([`super::facts::CustomerHistory::features`]).
+pub type HistoryValues = BTreeMap<String, Option<f64>>;
+
+/// The `hist_*` feature values of `alert` given the customer's history from the customer-data
+/// API (already cut by [`history_window`]); an empty history is a customer without earlier
+/// transactions.
+pub fn history_values(alert: &Alert, api: &[Transaction]) -> HistoryValues {
+    let (trig, hist) = split(alert);
+    history_features(&trig, &alert.transactions, &hist, api)
+        .into_iter()
+        .map(|(n, v)| {
+            let v = match v {
+                FeatureValue::Num(x) => Some(x),
+                _ => None,
+            };
+            (n.to_string(), v)
+        })
+        .collect()
+}
+
+/// The alert's triggering transactions and its other (earlier) ones.
+fn split(alert: &Alert) -> (Vec<&Transaction>, Vec<&Transaction>) {
+    let trig_ids: Option<BTreeSet<&str>> = match alert.metadata.get("triggering_transaction_ids") {
+        Some(Value::Array(ids)) => Some(ids.iter().filter_map(Value::as_str).collect()),
+        _ => None,
+    };
+    alert.transactions.iter().partition(|t| {
+        trig_ids
+            .as_ref()
+            .is_none_or(|s| s.contains(t.transaction_id.as_str()))
+    })
+}
+
+/// The history features over the alert's earlier transactions and the API's.
+fn history_features(
+    trig: &[&Transaction],
+    alert_txs: &[Transaction],
+    alert_hist: &[&Transaction],
+    api: &[Transaction],
+) -> [(&'static str, FeatureValue); 6] {
+    // The customer's known past: the alert's own earlier transactions and the API's.
+    let h: Vec<&Transaction> = alert_hist.iter().copied().chain(api).collect();
+    let hist_parties: BTreeSet<String> = h.iter().filter_map(|t| party(t)).collect();
+    // Over the alert's transactions and the API's history together.
+    let mut count: BTreeMap<String, usize> = BTreeMap::new();
+    let mut dirs: BTreeMap<String, (bool, bool)> = BTreeMap::new();
+    for t in alert_txs.iter().chain(api) {
+        if let Some(p) = party(t) {
+            *count.entry(p.clone()).or_default() += 1;
+            let d = dirs.entry(p).or_default();
+            match t.direction {
+                Direction::In => d.0 = true,
+                Direction::Out => d.1 = true,
+            }
+        }
+    }
+    let trig_parties: BTreeSet<String> = trig.iter().filter_map(|t| party(t)).collect();
+    let new_in_trig = trig_parties.difference(&hist_parties).count();
+    let one_off = count.values().filter(|&&n| n == 1).count();
+    let two_way = h
+        .iter()
+        .filter(|t| party(t).is_some_and(|p| dirs[&p] == (true, true)))
+        .count();
+    let mean = |v: &mut dyn Iterator<Item = f64>| {
+        let (n, s) = v.fold((0usize, 0.0), |(n, s), a| (n + 1, s + a));
+        (n > 0).then(|| s / n as f64)
+    };
+    let ratio = match (
+        mean(&mut trig.iter().map(|t| t.amount)),
+        mean(&mut h.iter().map(|t| t.amount)),
+    ) {
+        (Some(a), Some(b)) if a > 0.0 && b > 0.0 => FeatureValue::Num((a / b).ln()),
+        _ => FeatureValue::Missing,
+    };
+    [
+        ("hist_transactions", FeatureValue::Num(h.len() as f64)),
+        ("hist_parties", FeatureValue::Num(hist_parties.len() as f64)),
+        (
+            "hist_new_party_share_in_trigger",
+            share(new_in_trig, trig_parties.len()),
+        ),
+        ("hist_one_off_party_share", share(one_off, count.len())),
+        ("hist_two_way_tx_share", share(two_way, h.len())),
+        ("hist_trigger_vs_history_amount", ratio),
+    ]
+}
 
 /// Counterparty identity: account id, else lower-cased name.
 fn party(t: &Transaction) -> Option<String> {
@@ -85,20 +226,21 @@ fn rule_feature(alert: &Alert, key: &str) -> FeatureValue {
         .map_or(FeatureValue::Missing, FeatureValue::Num)
 }
 
-/// Computes every feature of [`FEATURE_NAMES`], in that order.
+/// Computes every feature of [`FEATURE_NAMES`], in that order, without customer history
+/// (the `hist_*` features are missing).
 pub fn compute(alert: &Alert) -> Vec<(&'static str, FeatureValue)> {
-    let trig_ids: Option<BTreeSet<&str>> = match alert.metadata.get("triggering_transaction_ids") {
-        Some(Value::Array(ids)) => Some(ids.iter().filter_map(Value::as_str).collect()),
-        _ => None,
-    };
-    let is_trig = |t: &Transaction| {
-        trig_ids
-            .as_ref()
-            .is_none_or(|s| s.contains(t.transaction_id.as_str()))
-    };
+    compute_with(alert, None)
+}
+
+/// Computes every feature of [`FEATURE_NAMES`], in that order; `history` holds the `hist_*`
+/// values ([`history_values`]), `None` when no customer-data API is configured (they are then
+/// missing).
+pub fn compute_with(
+    alert: &Alert,
+    history: Option<&HistoryValues>,
+) -> Vec<(&'static str, FeatureValue)> {
     let txs = &alert.transactions;
-    let trig: Vec<&Transaction> = txs.iter().filter(|t| is_trig(t)).collect();
-    let hist: Vec<&Transaction> = txs.iter().filter(|t| !is_trig(t)).collect();
+    let (trig, hist) = split(alert);
 
     // Per counterparty: transactions and directions over the whole alert.
     let mut count: BTreeMap<String, usize> = BTreeMap::new();
@@ -182,7 +324,17 @@ pub fn compute(alert: &Alert) -> Vec<(&'static str, FeatureValue)> {
     } else {
         FeatureValue::Missing
     };
-    vec![
+    let hist_features = FEATURE_NAMES
+        .iter()
+        .filter(|n| n.starts_with("hist_"))
+        .map(|&n| {
+            let v = history
+                .and_then(|h| h.get(n).copied().flatten())
+                .filter(|x| x.is_finite())
+                .map_or(FeatureValue::Missing, FeatureValue::Num);
+            (n, v)
+        });
+    let mut out = vec![
         (
             "rule",
             alert
@@ -239,7 +391,9 @@ pub fn compute(alert: &Alert) -> Vec<(&'static str, FeatureValue)> {
             "relationship_days",
             rule_feature(alert, "relationship_days"),
         ),
-    ]
+    ];
+    out.extend(hist_features);
+    out
 }
 
 #[cfg(test)]
@@ -313,6 +467,76 @@ mod tests {
         assert_eq!(get(&f, "in_out_balance"), FeatureValue::Num(0.0));
         assert_eq!(get(&f, "cycle_length"), FeatureValue::Num(4.0));
         assert_eq!(get(&f, "cycle_span_days"), FeatureValue::Missing);
+    }
+
+    fn txn(id: &str, day: u32, amount: f64, dir: &str, cp: &str) -> Transaction {
+        serde_json::from_str(&tx(id, day, amount, dir, cp)).unwrap()
+    }
+
+    #[test]
+    fn history_features_read_the_customer_history_when_given() {
+        let txs = [
+            tx("T1", 5, 300.0, "OUT", "X"),
+            tx("T2", 6, 100.0, "IN", "P"),
+        ]
+        .join(",");
+        let a = alert_json(&txs, r#"{"triggering_transaction_ids":["T1","T2"]}"#);
+        let without = compute(&a);
+        for n in FEATURE_NAMES.iter().filter(|n| n.starts_with("hist_")) {
+            assert_eq!(get(&without, n), FeatureValue::Missing, "{n}");
+        }
+        // P was seen before (both ways), Q once; X is new. T1 is the alert's own and T9 comes
+        // after the alert's last transaction: the window drops both.
+        let history = vec![
+            txn("H1", 2, 50.0, "OUT", "P"),
+            txn("H2", 3, 50.0, "IN", "P"),
+            txn("H3", 4, 100.0, "OUT", "Q"),
+            txn("T1", 5, 300.0, "OUT", "X"),
+            txn("T9", 9, 999.0, "OUT", "Z"),
+        ];
+        let window = history_window(&a, &history);
+        assert_eq!(
+            window
+                .iter()
+                .map(|t| t.transaction_id.as_str())
+                .collect::<Vec<_>>(),
+            ["H1", "H2", "H3"]
+        );
+        let values = history_values(&a, &window);
+        let with = compute_with(&a, Some(&values));
+        assert_eq!(with.len(), FEATURE_NAMES.len());
+        assert_eq!(get(&with, "hist_transactions"), FeatureValue::Num(3.0));
+        assert_eq!(get(&with, "hist_parties"), FeatureValue::Num(2.0));
+        assert_eq!(
+            get(&with, "hist_new_party_share_in_trigger"),
+            FeatureValue::Num(0.5)
+        );
+        // Over alert + history: P 3 times, Q once, X once.
+        assert_eq!(
+            get(&with, "hist_one_off_party_share"),
+            FeatureValue::Num(2.0 / 3.0)
+        );
+        assert_eq!(
+            get(&with, "hist_two_way_tx_share"),
+            FeatureValue::Num(2.0 / 3.0)
+        );
+        assert_eq!(
+            get(&with, "hist_trigger_vs_history_amount"),
+            FeatureValue::Num((200.0f64 / (200.0 / 3.0)).ln())
+        );
+        // The features from the alert alone do not change with history.
+        for ((n, v), (_, w)) in without.iter().zip(&with) {
+            if !n.starts_with("hist_") {
+                assert_eq!(v, w, "{n}");
+            }
+        }
+        // An empty history (API present, no earlier transactions) is not a missing one.
+        let empty = compute_with(&a, Some(&history_values(&a, &[])));
+        assert_eq!(get(&empty, "hist_transactions"), FeatureValue::Num(0.0));
+        assert_eq!(
+            get(&empty, "hist_new_party_share_in_trigger"),
+            FeatureValue::Num(1.0)
+        );
     }
 
     #[test]

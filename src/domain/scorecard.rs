@@ -200,9 +200,17 @@ impl Scorecard {
                 .sum::<f64>()
     }
 
-    /// Scores an alert: the log-odds and the factors whose points sum to the score.
+    /// Scores an alert without customer history: the log-odds and the factors whose points
+    /// sum to the score.
     pub fn score(&self, alert: &Alert) -> Scored {
-        let values = features::compute(alert);
+        self.score_with(alert, None)
+    }
+
+    /// Scores an alert with the customer's history from the customer-data API (`None`
+    /// without one: the `hist_*` features then contribute nothing): the log-odds and the
+    /// factors whose points sum to the score.
+    pub fn score_with(&self, alert: &Alert, history: Option<&features::HistoryValues>) -> Scored {
+        let values = features::compute_with(alert, history);
         let k = self.points_per_logit;
         let base = round2(self.threshold_score + k * (self.intercept - self.threshold_logit));
         let mut factors = vec![Factor {
@@ -216,6 +224,11 @@ impl Scorecard {
         }];
         let mut logit = self.intercept;
         for f in &self.features {
+            // Without the customer-data API a history feature has no value at all (not even
+            // "missing"): it contributes nothing.
+            if history.is_none() && f.name.starts_with("hist_") {
+                continue;
+            }
             let Some((_, v)) = values.iter().find(|(n, _)| *n == f.name) else {
                 continue;
             };
@@ -356,6 +369,25 @@ pub(crate) mod tests {
                 );
             }
         }
+        // In the decision: the scorecard's factors, the other factors and, when the sum falls
+        // outside 0-100, the bound's own contribution add up to the decision's score; with
+        // intercepts that push the sum far below 0 and above 100 as well as inside.
+        let t = crate::domain::policy::Thresholds::default();
+        let facts = crate::domain::facts::EnrichmentFacts::default();
+        let mut bounded = 0;
+        for i in [-40.0, -4.0, -1.0, 0.0, 2.0, 9.0, 40.0] {
+            let s = sample(i, 1.0, 0.5);
+            let a = crate::domain::scoring::assess_with(&alert("Q"), &facts, &t, Some(&s));
+            let sum: f64 = a.factors.iter().map(|f| f.points).sum();
+            assert!((sum - a.score).abs() <= 0.06, "{sum} vs {}", a.score);
+            assert!(a.factors.iter().any(|f| f.name == "scorecard_base"));
+            bounded += usize::from(
+                a.factors
+                    .iter()
+                    .any(|f| f.name == crate::domain::scoring::SCORE_BOUND_FACTOR),
+            );
+        }
+        assert_eq!(bounded, 3, "-40, 9 and 40 push the sum outside 0-100");
         // One-off share 0.5 (P twice? no: P and Q once each = 1.0; P twice = 0/1 = 0.0).
         let s = sample(0.0, 1.0, 1.0);
         assert!(s.score(&alert("Q")).logit > s.score(&alert("P")).logit);

@@ -68,6 +68,10 @@ pub struct ShadowScore {
     pub level: RiskLevel,
 }
 
+/// Name of the factor that brings the sum of the other factors into 0..=100 when it falls
+/// outside: the bounds' contribution, not a finding.
+pub const SCORE_BOUND_FACTOR: &str = "score_bound";
+
 /// Scores an alert from its enrichment facts with the rule points (no scorecard).
 pub fn assess(alert: &Alert, facts: &EnrichmentFacts, t: &Thresholds) -> RiskAssessment {
     assess_with(alert, facts, t, None)
@@ -179,7 +183,10 @@ pub fn assess_with(
     let scorecard = scorecard
         .filter(|_| alert.alert_type == AlertType::Transaction && !alert.transactions.is_empty());
     match scorecard {
-        Some(sc) => factors.extend(sc.score(alert).factors),
+        Some(sc) => factors.extend(
+            sc.score_with(alert, facts.history.features_for_scoring())
+                .factors,
+        ),
         None => factors.extend(crate::typologies::transaction_factors(
             alert,
             &facts.typologies,
@@ -187,12 +194,21 @@ pub fn assess_with(
     }
     let clearance_blockers = crate::typologies::clearance_blockers(alert, &facts.typologies);
 
+    let raw: f64 = factors.iter().map(|f| f.points).sum();
+    let score = raw.clamp(0.0, 100.0);
+    // The 0-100 bounds are a contribution of their own, so the factors always sum to the score
+    // (to its 0.1 rounding): a decision's reasons never add up to another number.
+    if score != raw {
+        factors.push(Factor {
+            name: SCORE_BOUND_FACTOR.into(),
+            points: ((score - raw) * 100.0).round() / 100.0,
+            evidence: vec![],
+            explanation: format!(
+                "the factors sum to {raw:.2}; the score is bounded to 0-100, so {score:.0}"
+            ),
+        });
+    }
     factors.sort_by(|a, b| b.points.total_cmp(&a.points));
-    let score = factors
-        .iter()
-        .map(|f| f.points)
-        .sum::<f64>()
-        .clamp(0.0, 100.0);
     // `+ 0.0` turns the empty sum's -0.0 into 0.0.
     let score = (score * 10.0).round() / 10.0 + 0.0;
     RiskAssessment {

@@ -178,18 +178,7 @@ pub async fn collect(store: &Store) -> Result<(Vec<LabelledDecision>, usize), Fe
             .and_then(|a| serde_json::from_str::<serde_json::Value>(&a.raw_json).ok())
             .and_then(|v| v.get("rule_id")?.as_str().map(str::to_string))
             .unwrap_or_else(|| "none".into());
-        let typology = decision["factors"]
-            .as_array()
-            .and_then(|fs| {
-                fs.iter()
-                    .filter(|f| f["points"].as_f64().unwrap_or(0.0) > 0.0)
-                    .max_by(|a, b| {
-                        let p = |x: &serde_json::Value| x["points"].as_f64().unwrap_or(0.0);
-                        p(a).total_cmp(&p(b))
-                    })
-                    .and_then(|f| f["name"].as_str().map(str::to_string))
-            })
-            .unwrap_or_else(|| "none".into());
+        let typology = main_factor(&decision);
         rows.push(LabelledDecision {
             alert_id,
             suspicious,
@@ -201,6 +190,122 @@ pub async fn collect(store: &Store) -> Result<(Vec<LabelledDecision>, usize), Fe
         });
     }
     Ok((rows, unlabelled))
+}
+
+/// The main typology of a stored decision: its largest positive factor, or `none`.
+fn main_factor(decision: &serde_json::Value) -> String {
+    decision["factors"]
+        .as_array()
+        .and_then(|fs| {
+            fs.iter()
+                .filter(|f| f["points"].as_f64().unwrap_or(0.0) > 0.0)
+                .filter(|f| f["name"] != crate::domain::scoring::SCORE_BOUND_FACTOR)
+                .max_by(|a, b| {
+                    let p = |x: &serde_json::Value| x["points"].as_f64().unwrap_or(0.0);
+                    p(a).total_cmp(&p(b))
+                })
+                .and_then(|f| f["name"].as_str().map(str::to_string))
+        })
+        .unwrap_or_else(|| "none".into())
+}
+
+/// One analyst outcome usable as a training label: the alert as it was received, joined to
+/// the engine's stored decision.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TrainingOutcome {
+    /// The alert.
+    pub alert_id: String,
+    /// The alert's JSON as received.
+    pub alert_json: String,
+    /// `true_positive_*` or a filed SAR: suspicious; `false_positive`: not.
+    pub suspicious: bool,
+    /// The case outcome (`true_positive_sar`, `true_positive_no_sar`, `false_positive`).
+    pub outcome: String,
+    /// The decision's main factor (largest positive one), for per-typology figures.
+    pub typology: String,
+}
+
+/// The analyst outcomes of the transaction alerts' cases, for `model fit --from-store`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct TrainingOutcomes {
+    /// Labelled outcomes joined to their alert and decision, ordered by alert id.
+    pub outcomes: Vec<TrainingOutcome>,
+    /// Of those, suspicious.
+    pub positives: usize,
+    /// Of those, not suspicious.
+    pub negatives: usize,
+    /// Closed cases with the `inconclusive` outcome (no label, left out).
+    pub inconclusive: usize,
+    /// Labelled cases whose alert or decision is not in the store (left out).
+    pub missing: usize,
+    /// Whether a case listing hit the store's 1000-row page (some outcomes may be missing).
+    pub capped: bool,
+}
+
+/// The case list's largest page ([`CaseFilter::limit`]).
+const CASE_PAGE: usize = 1000;
+
+/// Reads the closed and SAR-filed cases of transaction alerts (the labelled analyst
+/// outcomes), each joined to its stored alert and decision. Open, in-review and reopened
+/// cases give no label; `inconclusive` closes are counted and left out. QA verdicts are not
+/// used: they judge auto-clears blind, a different population from the escalated alerts the
+/// cases hold.
+pub async fn training_outcomes(store: &Store) -> Result<TrainingOutcomes, FeedbackError> {
+    if !store.supports_review() {
+        return Err(FeedbackError::NoReview);
+    }
+    let mut out = TrainingOutcomes::default();
+    let mut cases = Vec::new();
+    for state in ["closed", "sar_filed"] {
+        let filter = |priority: Option<&str>| CaseFilter {
+            state: Some(state.into()),
+            alert_type: Some("TRANSACTION".into()),
+            priority: priority.map(str::to_string),
+            limit: Some(CASE_PAGE as i64),
+            ..CaseFilter::default()
+        };
+        let all = store.cases(&filter(None)).await?;
+        if all.len() < CASE_PAGE {
+            cases.extend(all);
+            continue;
+        }
+        // A full page: read again per priority, each with a page of its own.
+        for p in ["CRITICAL", "HIGH", "MEDIUM", "LOW"] {
+            let part = store.cases(&filter(Some(p))).await?;
+            out.capped |= part.len() >= CASE_PAGE;
+            cases.extend(part);
+        }
+    }
+    cases.sort_by(|a, b| a.alert_id.cmp(&b.alert_id).then(a.case_id.cmp(&b.case_id)));
+    cases.dedup_by(|a, b| a.alert_id == b.alert_id);
+    for c in cases {
+        let outcome = match &c.state {
+            CaseState::Closed { outcome } => outcome.as_str().to_string(),
+            CaseState::SarFiled => Outcome::TruePositiveSar.as_str().to_string(),
+            _ => continue,
+        };
+        let Some(suspicious) = case_label(&c.state) else {
+            out.inconclusive += 1;
+            continue;
+        };
+        let (Some(decision), Some(alert)) = (
+            store.decision(&c.alert_id).await?,
+            store.alert(&c.alert_id).await?,
+        ) else {
+            out.missing += 1;
+            continue;
+        };
+        out.positives += usize::from(suspicious);
+        out.negatives += usize::from(!suspicious);
+        out.outcomes.push(TrainingOutcome {
+            alert_id: c.alert_id.clone(),
+            alert_json: alert.raw_json,
+            suspicious,
+            outcome,
+            typology: main_factor(&decision),
+        });
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -136,7 +136,8 @@ async fn a_bad_scorecard_path_stops_the_engine_naming_the_key() {
 fn eval_json(file: &std::path::Path, extra: &[&str], scorecard: Option<&str>) -> (String, String) {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_aml-triage"));
     cmd.arg("eval").arg(file).arg("--json").args(extra);
-    cmd.env_remove("SCORECARD_PATH");
+    cmd.env_remove("SCORECARD_PATH")
+        .env_remove("EXTERNAL_DATA_API_URL");
     if let Some(s) = scorecard {
         cmd.env("SCORECARD_PATH", s);
     }
