@@ -12,6 +12,7 @@ mod http;
 mod http_support;
 mod input;
 mod layering;
+mod lean_path;
 mod lists;
 mod llm;
 mod mq;
