@@ -50,6 +50,13 @@ pub(crate) fn migrator() -> Migrator {
             include_str!("../../migrations/sqlite/0003_review.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            4,
+            "storage v2".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/sqlite/0004_storage_v2.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 

@@ -22,7 +22,8 @@ use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 
 use super::audit::{
-    AuditRow, ChainHead, PendingEntry, canonical_json, format_ts, seal, sha256_hex, truncate_micros,
+    AuditRow, ChainHead, PendingEntry, canonical_json, format_ts, seal, sha256_hex,
+    truncate_micros, versions_json,
 };
 use super::error::StoreError;
 use super::purge::{self, PurgeScan};
@@ -58,17 +59,21 @@ pub(crate) struct QueuedStep {
     pub output_json: String,
     /// SHA-256 of `output_json`, hex.
     pub output_sha256: String,
+    /// The version set as canonical JSON: its key in `version_sets`.
+    pub versions_json: String,
 }
 
 impl QueuedStep {
     pub fn new(mut record: StepRecord) -> Self {
         let output_json = canonical_json(&record.output);
         let output_sha256 = sha256_hex(&output_json);
+        let versions_json = canonical_json(&versions_json(&record.versions));
         record.output = Value::Null;
         Self {
             record,
             output_json,
             output_sha256,
+            versions_json,
         }
     }
 }
@@ -90,17 +95,21 @@ pub(crate) struct QueuedDecision {
     pub decision_json: String,
     /// SHA-256 of `decision_json`, hex.
     pub decision_sha256: String,
+    /// The version set as canonical JSON: its key in `version_sets`.
+    pub versions_json: String,
 }
 
 impl QueuedDecision {
     pub fn new(mut record: DecisionRecord) -> Self {
         let decision_json = canonical_json(&record.decision);
         let decision_sha256 = sha256_hex(&decision_json);
+        let versions_json = canonical_json(&versions_json(&record.versions));
         record.decision = Value::Null;
         Self {
             record,
             decision_json,
             decision_sha256,
+            versions_json,
         }
     }
 }
@@ -157,18 +166,26 @@ pub(crate) trait WriteTx: Send + Sized {
         &mut self,
         ids: &[&str],
     ) -> impl Future<Output = Result<HashMap<String, AlertState>, StoreError>> + Send;
+    /// Stores the version sets (canonical JSON texts) not stored yet; returns the id of each.
+    fn intern_versions(
+        &mut self,
+        sets: &[&str],
+    ) -> impl Future<Output = Result<HashMap<String, i64>, StoreError>> + Send;
     /// Inserts journal rows, skipping completed ones that already exist; returns the
-    /// `(alert_id, step)` keys of the completed rows actually inserted.
+    /// `(alert_id, step)` keys of the completed rows actually inserted. `version_ids` holds
+    /// the id of every row's version set (see [`WriteTx::intern_versions`]).
     fn insert_steps(
         &mut self,
         rows: &[&QueuedStep],
+        version_ids: &HashMap<String, i64>,
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<HashSet<(String, String)>, StoreError>> + Send;
-    /// Inserts decisions of undecided alerts, marks those alerts decided; returns the ids
-    /// actually inserted.
+    /// Inserts decisions of undecided alerts (the decision row is what makes an alert
+    /// decided); returns the ids actually inserted.
     fn insert_decisions(
         &mut self,
         rows: &[&QueuedDecision],
+        version_ids: &HashMap<String, i64>,
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<HashSet<String>, StoreError>> + Send;
     /// Stored decisions (canonical JSON text) of the given alerts.
@@ -411,6 +428,20 @@ pub(crate) async fn apply_batch<T: WriteTx>(
         }
     }
 
+    // Version sets of this batch's steps and decisions, interned once per batch.
+    let mut sets: Vec<&str> = Vec::new();
+    for (i, op) in ops.iter().enumerate() {
+        let text = match op {
+            Op::Step(s) => s.versions_json.as_str(),
+            Op::Decision(d) => d.versions_json.as_str(),
+            _ => continue,
+        };
+        if valid(i, &results) && !sets.contains(&text) {
+            sets.push(text);
+        }
+    }
+    let version_ids = tx.intern_versions(&sets).await?;
+
     // Steps. A second completed record of the same (alert, step), in this batch or before it,
     // is refused; degraded records may repeat (one per attempt).
     let mut seen_completed: HashSet<(&str, &str)> = HashSet::new();
@@ -431,7 +462,7 @@ pub(crate) async fn apply_batch<T: WriteTx>(
     }
     if !step_rows.is_empty() {
         let rows: Vec<&QueuedStep> = step_rows.iter().map(|(_, s)| *s).collect();
-        let inserted_completed = tx.insert_steps(&rows, now).await?;
+        let inserted_completed = tx.insert_steps(&rows, &version_ids, now).await?;
         for (i, s) in step_rows {
             if s.status == STEP_COMPLETED
                 && !inserted_completed.contains(&(s.alert_id.clone(), s.step.clone()))
@@ -467,7 +498,9 @@ pub(crate) async fn apply_batch<T: WriteTx>(
         }
     }
     if !decision_rows.is_empty() {
-        let inserted = tx.insert_decisions(&decision_rows, now).await?;
+        let inserted = tx
+            .insert_decisions(&decision_rows, &version_ids, now)
+            .await?;
         let existing: Vec<&str> = decision_rows
             .iter()
             .map(|d| d.alert_id.as_str())

@@ -22,6 +22,7 @@ mod review;
 mod scorecard;
 mod screening_eval;
 mod screening_robustness;
+mod storage_v2;
 mod store;
 mod store_support;
 mod supervision;
