@@ -457,7 +457,9 @@ async fn run(shared: &Arc<Shared>, msg: TriageAlert) -> Result<Decision, TriageE
         },
     );
 
-    p.journal_committed().await?;
+    // The journal writes are not awaited here: the decision is queued behind them in the
+    // writer's FIFO, which refuses it if one of them failed, so the alert waits for two
+    // commits in all (its admission and its decision).
     if proposal.disposition == Disposition::AutoClear {
         // Clear only on shared state confirmed reachable now, not merely at the last call.
         shared.cfg.state_outages.confirm().await;
@@ -474,12 +476,10 @@ async fn run(shared: &Arc<Shared>, msg: TriageAlert) -> Result<Decision, TriageE
         versions: p.versions(&facts),
         decided_at: decision.decided_at,
     };
-    match shared
-        .store
-        .record_decision(record)
-        .await
-        .map_err(store_error)?
-    {
+    let recorded = shared.store.record_decision(record).await;
+    // Answered by now (they were queued first): a failed journal write is the reason to report.
+    p.journal_outcome()?;
+    match recorded.map_err(store_error)? {
         DecisionOutcome::Inserted => {
             // An escalated decision opens a review case (see crate::review).
             crate::review::on_decision(&shared.store, &shared.cfg.metrics, &decision).await;
@@ -536,10 +536,19 @@ impl Progress {
         self.reasons.push(format!("{kind}: {why}; escalated"));
     }
 
-    /// Waits until every journal write queued so far has committed.
-    async fn journal_committed(&mut self) -> Result<(), TriageError> {
+    /// The outcome of every journal write queued so far. Called after the decision was
+    /// answered, when the writer (one FIFO) has answered them all; one that has not (only
+    /// when the decision was refused early) is waited for.
+    fn journal_outcome(&mut self) -> Result<(), TriageError> {
         for w in self.pending_writes.drain(..) {
-            w.committed().await.map_err(store_error)?;
+            match w.outcome() {
+                Some(r) => r.map_err(store_error)?,
+                None => {
+                    return Err(store_error(
+                        "a journal write was not answered before the decision",
+                    ));
+                }
+            }
         }
         Ok(())
     }

@@ -485,6 +485,25 @@ pub(crate) async fn apply_batch<T: WriteTx>(
         }
     }
 
+    // A decision is never written after a journal write of its alert failed in this batch:
+    // its caller queued the decision without waiting for the steps (see `Store::enqueue_step`).
+    let failed_journal: HashSet<String> = ops
+        .iter()
+        .enumerate()
+        .filter_map(|(i, op)| match (op, &results[i]) {
+            (Op::Step(s), Some(Err(_))) => Some(s.alert_id.clone()),
+            _ => None,
+        })
+        .collect();
+    for (i, op) in ops.iter().enumerate() {
+        if let Op::Decision(d) = op
+            && valid(i, &results)
+            && failed_journal.contains(&d.alert_id)
+        {
+            results[i] = Some(Err(journal_failed(&d.alert_id)));
+        }
+    }
+
     // Decisions: one per alert; the first wins and nothing is ever overwritten.
     let mut first_decision: HashMap<&str, usize> = HashMap::new();
     let mut decision_rows: Vec<&QueuedDecision> = Vec::new();
@@ -563,6 +582,17 @@ pub(crate) async fn apply_batch<T: WriteTx>(
         .map(|r| r.unwrap_or(Err(StoreError::InvalidInput("command not handled".into()))))
         .collect())
 }
+
+/// The refusal of a decision whose alert had a journal write fail.
+fn journal_failed(alert_id: &str) -> StoreError {
+    StoreError::Unavailable(format!(
+        "a journal write of alert `{alert_id}` failed: its decision is not recorded; retry"
+    ))
+}
+
+/// Alerts remembered as having a failed journal write, at most (a failed pipeline normally
+/// sends its decision right after, which clears the entry).
+const FAILED_JOURNAL_MAX: usize = 65_536;
 
 /// Plans and performs a purge inside `tx`, recording anchors and the `purge` entry.
 async fn apply_purge<T: WriteTx>(
@@ -652,6 +682,9 @@ pub(crate) struct Writer<B: WriteBackend> {
     pub committed_head: Arc<Mutex<Option<ChainHead>>>,
     /// `None` until loaded, and after any failure (another process may have moved it).
     pub head: Option<ChainHead>,
+    /// Alerts with a journal write that failed in an earlier batch: their next decision is
+    /// refused (see [`Store::enqueue_step`](super::Store::enqueue_step)).
+    pub failed_journal: HashSet<String>,
 }
 
 impl<B: WriteBackend> Writer<B> {
@@ -747,14 +780,49 @@ impl<B: WriteBackend> Writer<B> {
     }
 
     async fn write_group(&mut self, cmds: Vec<Command>) {
+        // Decisions of alerts whose journal write failed in an earlier batch are refused.
+        let cmds: Vec<Command> = if self.failed_journal.is_empty() {
+            cmds
+        } else {
+            let mut kept = Vec::with_capacity(cmds.len());
+            for cmd in cmds {
+                if let Op::Decision(d) = &cmd.op
+                    && self.failed_journal.remove(&d.alert_id)
+                {
+                    let _ = cmd.reply.send(Err(journal_failed(&d.alert_id)));
+                    continue;
+                }
+                kept.push(cmd);
+            }
+            kept
+        };
         if cmds.is_empty() {
             return;
         }
+        let mut answered = Vec::with_capacity(cmds.len());
+        self.write_group_inner(cmds, &mut answered).await;
+        for (cmd, r) in answered {
+            if let (Op::Step(s), Err(_)) = (&cmd.op, &r) {
+                if self.failed_journal.len() >= FAILED_JOURNAL_MAX {
+                    self.failed_journal.clear();
+                }
+                self.failed_journal.insert(s.alert_id.clone());
+            }
+            let _ = cmd.reply.send(r);
+        }
+    }
+
+    /// Writes `cmds` and collects each command's answer in `answered` (in order).
+    async fn write_group_inner(
+        &mut self,
+        cmds: Vec<Command>,
+        answered: &mut Vec<(Command, Result<Reply, StoreError>)>,
+    ) {
         let ops: Vec<&Op> = cmds.iter().map(|c| &c.op).collect();
         let err = match self.try_batch(&ops).await {
             Ok(results) => {
                 for (cmd, r) in cmds.into_iter().zip(results) {
-                    let _ = cmd.reply.send(r);
+                    answered.push((cmd, r));
                 }
                 return;
             }
@@ -766,20 +834,27 @@ impl<B: WriteBackend> Writer<B> {
             if cmds.len() == 1 {
                 if let Some(cmd) = cmds.into_iter().next() {
                     let e = single_error(err, &cmd.op);
-                    let _ = cmd.reply.send(Err(e));
+                    answered.push((cmd, Err(e)));
                 }
                 return;
             }
             let message = err.to_string();
             for cmd in cmds {
-                let _ = cmd
-                    .reply
-                    .send(Err(StoreError::Unavailable(message.clone())));
+                answered.push((cmd, Err(StoreError::Unavailable(message.clone()))));
             }
             return;
         }
         tracing::warn!(error = %err, commands = cmds.len(), "batch refused; writing its commands one by one");
         for cmd in cmds {
+            if let Op::Decision(d) = &cmd.op
+                && answered.iter().any(|(c, r)| {
+                    r.is_err() && matches!(&c.op, Op::Step(s) if s.alert_id == d.alert_id)
+                })
+            {
+                let e = journal_failed(&d.alert_id);
+                answered.push((cmd, Err(e)));
+                continue;
+            }
             let r = match self.try_batch(&[&cmd.op]).await {
                 Ok(mut results) => results
                     .pop()
@@ -789,7 +864,7 @@ impl<B: WriteBackend> Writer<B> {
                     Err(single_error(e, &cmd.op))
                 }
             };
-            let _ = cmd.reply.send(r);
+            answered.push((cmd, r));
         }
     }
 }

@@ -4,9 +4,16 @@ use aml_triage::store::{Store, StoreOptions};
 use chrono::Utc;
 use sqlx::Connection;
 
-use crate::store_support::{Kind, TestDb, alert, full_write_set, on_both_backends};
+use crate::store_support::{
+    Kind, TestDb, alert, completed, decision, full_write_set, on_both_backends,
+};
+use crate::support::{clean_alert, settings};
 
-on_both_backends!(upgrade_from_v1_keeps_the_audit_chain_valid);
+on_both_backends!(
+    upgrade_from_v1_keeps_the_audit_chain_valid,
+    decision_waits_for_two_commits_at_most,
+    decision_is_refused_after_a_failed_journal_write,
+);
 
 /// A database written by the v1 store (schema migrations 1 and 3, four decided sample alerts
 /// from `examples/alerts.sample.jsonl`, chain `v1-node`), as dumped by `sqlite3 .dump` and
@@ -120,5 +127,95 @@ async fn upgrade_from_v1_keeps_the_audit_chain_valid(kind: Kind) {
         .unwrap_or_else(|| panic!("{kind:?}: forged versions not detected"));
     assert_eq!(f.table, Some("step_journal"), "{kind:?}: {f:?}");
     assert_eq!(f.column, Some("policy_version"), "{kind:?}: {f:?}");
+    store.close().await;
+}
+
+/// The guarantee: an alert waits for at most two commits (its admission, then its decision);
+/// its five journal writes are queued behind the admission and ahead of the decision without
+/// being waited for. Every wait for a commit is counted by the store (`Store::commit_waits`);
+/// each alert needs at least two, so a total of two per alert means exactly two each. The
+/// journal is still complete and the chain verifies.
+async fn decision_waits_for_two_commits_at_most(kind: Kind) {
+    const N: usize = 40;
+    let db = TestDb::new(kind).await;
+    let mut s = settings();
+    s.database_url = db.url.clone();
+    s.node_id = "commits-a".into();
+    let engine = aml_triage::Engine::builder(s)
+        .start()
+        .await
+        .expect("engine starts");
+    let before = engine.store().commit_waits();
+    let alerts: Vec<_> = (0..N)
+        .map(|i| {
+            aml_triage::domain::alert::Alert::from_json(&clean_alert(&format!("W-{i}")))
+                .expect("valid alert")
+        })
+        .collect();
+    let decided = engine.submit_many(alerts).await;
+    for d in &decided {
+        let d = d.as_ref().expect("decided");
+        // No review case (whose opening writes too): the count is the pipeline's alone.
+        assert!(!d.requires_human_review, "{kind:?}: {d:?}");
+    }
+    let waits = engine.store().commit_waits() - before;
+    assert!(
+        waits <= 2 * N as u64,
+        "{kind:?}: {N} alerts waited for {waits} commits (more than two each)"
+    );
+    assert!(
+        waits >= 2 * N as u64,
+        "{kind:?}: the counter missed waits: {waits}"
+    );
+    engine.shutdown().await;
+    assert_eq!(
+        db.scalar("SELECT COUNT(*) FROM step_journal").await,
+        5 * N as i64,
+        "{kind:?}: journal incomplete"
+    );
+    let store = Store::connect(Some(&db.url), "commits-reader", StoreOptions::default())
+        .await
+        .unwrap();
+    let report = store.verify(None).await.unwrap();
+    assert!(report.ok, "{kind:?}: {report:?}");
+    store.close().await;
+}
+
+/// The guarantee behind not waiting for journal writes: a decision queued after a journal
+/// write of its alert that failed (here a second `completed` record of a step) is refused, in
+/// the same batch or a later one, so a decision is never durable without its steps.
+async fn decision_is_refused_after_a_failed_journal_write(kind: Kind) {
+    let db = TestDb::new(kind).await;
+    let store = db.store("refuse-a").await;
+    for id in ["R-1", "R-2"] {
+        store.admit(alert(id, "C-r", Utc::now())).await.unwrap();
+        store
+            .append_step(completed(id, "risk_scoring"))
+            .await
+            .unwrap();
+    }
+    // Same batch: the failing step and the decision queued back to back.
+    let failing = store
+        .enqueue_step(completed("R-1", "risk_scoring"))
+        .await
+        .unwrap();
+    let refused = store.record_decision(decision("R-1", "ESCALATE_L2")).await;
+    assert!(refused.is_err(), "{kind:?}: {refused:?}");
+    assert!(failing.committed().await.is_err());
+    // Later batch: the step fails first, the decision comes after.
+    let failing = store
+        .enqueue_step(completed("R-2", "risk_scoring"))
+        .await
+        .unwrap();
+    assert!(failing.committed().await.is_err());
+    let refused = store.record_decision(decision("R-2", "ESCALATE_L2")).await;
+    assert!(refused.is_err(), "{kind:?}: {refused:?}");
+    assert_eq!(db.scalar("SELECT COUNT(*) FROM decisions").await, 0);
+    // The refusal is one-off: the retried decision is recorded.
+    store
+        .record_decision(decision("R-2", "ESCALATE_L2"))
+        .await
+        .unwrap();
+    assert!(store.verify(None).await.unwrap().ok);
     store.close().await;
 }
