@@ -86,7 +86,7 @@ macro_rules! sql_backend {
 
         /// A write transaction of this backend.
         pub(crate) struct Tx {
-            tx: sqlx::Transaction<'static, $DB>,
+            pub(crate) tx: sqlx::Transaction<'static, $DB>,
         }
 
         fn ts_col(row: &DbRow, col: &str) -> Result<DateTime<Utc>, StoreError> {
@@ -374,6 +374,10 @@ macro_rules! sql_backend {
                 rows: &[&AlertRecord],
                 now: DateTime<Utc>,
             ) -> Result<HashSet<String>, StoreError> {
+                // A backend with one-statement (array) inserts uses them.
+                if let Some(r) = self.array_insert_alerts(rows, now).await {
+                    return r;
+                }
                 let mut inserted = HashSet::new();
                 for rows in pow2_chunks(rows) {
                 let mut qb = QueryBuilder::<$DB>::new(
@@ -454,6 +458,9 @@ macro_rules! sql_backend {
                 version_ids: &HashMap<String, i64>,
                 now: DateTime<Utc>,
             ) -> Result<HashSet<(String, String)>, StoreError> {
+                if let Some(r) = self.array_insert_steps(rows, version_ids, now).await {
+                    return r;
+                }
                 let mut completed = HashSet::new();
                 for rows in pow2_chunks(rows) {
                 let mut qb = QueryBuilder::<$DB>::new(format!(
@@ -499,6 +506,9 @@ macro_rules! sql_backend {
                 version_ids: &HashMap<String, i64>,
                 now: DateTime<Utc>,
             ) -> Result<HashSet<String>, StoreError> {
+                if let Some(r) = self.array_insert_decisions(rows, version_ids, now).await {
+                    return r;
+                }
                 let mut inserted: HashSet<String> = HashSet::new();
                 for rows in pow2_chunks(rows) {
                 let mut qb = QueryBuilder::<$DB>::new(
@@ -543,6 +553,9 @@ macro_rules! sql_backend {
             }
 
             async fn insert_audit(&mut self, entries: &[AuditRow]) -> Result<(), StoreError> {
+                if let Some(r) = self.array_insert_audit(entries).await {
+                    return r;
+                }
                 for chunk in pow2_chunks(entries) {
                     let mut qb = QueryBuilder::<$DB>::new(format!(
                         "INSERT INTO audit_entries ({AUDIT_COLS}) "
