@@ -132,6 +132,22 @@ async fn main() {
             .unwrap_or_default(),
         latency.map_or(0, |l| l.as_millis()),
     );
+    // Model calls, tokens and cost per decided alert, from the engine's own counters.
+    let metrics = engine.metrics_text();
+    let total = |family: &str| -> f64 {
+        metrics
+            .lines()
+            .filter(|l| l.starts_with(family) && l[family.len()..].starts_with(['{', ' ']))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    let decided = latencies.len().max(1) as f64;
+    println!(
+        "model calls {:.2}/alert tokens {:.0}/alert cost ${:.6}/alert",
+        total("aml_triage_llm_calls_total") / decided,
+        total("aml_triage_llm_tokens_total") / decided,
+        total("aml_triage_llm_cost_usd_total") / decided,
+    );
     if let Some(l) = latency {
         // Three model calls per alert: context builder, decision maker, supervisor check.
         let bound = width as f64 / (3.0 * l.as_secs_f64());
