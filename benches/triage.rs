@@ -34,6 +34,22 @@ fn peak_rss_mib() -> f64 {
         .map_or(0.0, |kib| kib / 1024.0)
 }
 
+/// CPU time (user + system) of this process so far, in seconds: `/proc/self/stat` counts all
+/// threads, in clock ticks of 1/100 s (Linux's `USER_HZ`).
+fn process_cpu_s() -> f64 {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            // Fields after the command name (which may hold spaces) start at its closing ')'.
+            let rest = &s[s.rfind(')')? + 2..];
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let utime: f64 = f.get(11)?.parse().ok()?;
+            let stime: f64 = f.get(12)?.parse().ok()?;
+            Some((utime + stime) / 100.0)
+        })
+        .unwrap_or(0.0)
+}
+
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -87,6 +103,7 @@ async fn main() {
     let inputs = (0..repeat).flat_map(|r| lines.iter().map(move |line| (r, *line)));
     let run_tag = &run_tag;
     let engine = &engine;
+    let cpu_before = process_cpu_s();
     let started = Instant::now();
     let mut latencies: Vec<u64> = futures_util::stream::iter(inputs)
         .map(|(r, line)| async move {
@@ -110,6 +127,7 @@ async fn main() {
         .collect()
         .await;
     let elapsed = started.elapsed();
+    let cpu = process_cpu_s() - cpu_before;
     let failed = n - latencies.len();
     latencies.sort_unstable();
     let pct = |p: f64| {
@@ -142,6 +160,10 @@ async fn main() {
             .sum()
     };
     let decided = latencies.len().max(1) as f64;
+    println!(
+        "engine cpu {:.3} ms/alert (user + system of the benchmark process during the run)",
+        1000.0 * cpu / n.max(1) as f64
+    );
     println!(
         "model calls {:.2}/alert tokens {:.0}/alert cost ${:.6}/alert",
         total("aml_triage_llm_calls_total") / decided,
