@@ -92,9 +92,9 @@ for run in $(seq 1 "$RUNS"); do
     createdb "$DB"
     out=$(cargo bench -q --bench triage -- --file "$FILE" --repeat "$REPEAT" \
         --concurrency "$CONCURRENCY" \
-        --database-url "postgres://$PGUSER@$PGHOST:$PGPORT/$DB" 2>/dev/null | grep '^alerts ')
-    echo "run $run engine: $out"
-    engine=$(sed -n 's/.* throughput \([0-9.]*\) alerts\/s.*/\1/p' <<<"$out")
+        --database-url "postgres://$PGUSER@$PGHOST:$PGPORT/$DB" 2>/dev/null)
+    sed "s/^/run $run engine: /" <<<"$out"
+    engine=$(sed -n 's/^alerts .* throughput \([0-9.]*\) alerts\/s.*/\1/p' <<<"$out")
 
     # Rows and bytes per alert as the engine stored them (tables + indexes + TOAST).
     n=$(q "SELECT COUNT(*) FROM alerts")
