@@ -113,7 +113,7 @@ async fn main() {
                 let v: serde_json::Value = serde_json::from_str(line).expect("JSON line");
                 let mut a = v.get("alert").cloned().unwrap_or(v);
                 let id = a["alert_id"].as_str().unwrap_or_default().to_string();
-                a["alert_id"] = format!("{id}#{run_tag}-{r}").into();
+                a["alert_id"] = format!("{id}:{run_tag}-{r}").into();
                 a.to_string()
             };
             engine

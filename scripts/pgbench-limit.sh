@@ -94,6 +94,10 @@ for run in $(seq 1 "$RUNS"); do
         --concurrency "$CONCURRENCY" \
         --database-url "postgres://$PGUSER@$PGHOST:$PGPORT/$DB" 2>/dev/null)
     sed "s/^/run $run engine: /" <<<"$out"
+    if ! grep -q '^alerts [0-9]* failed 0 ' <<<"$out"; then
+        echo "the engine benchmark failed alerts: not comparing" >&2
+        exit 1
+    fi
     engine=$(sed -n 's/^alerts .* throughput \([0-9.]*\) alerts\/s.*/\1/p' <<<"$out")
 
     # Rows and bytes per alert as the engine stored them (tables + indexes + TOAST).
