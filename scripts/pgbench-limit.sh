@@ -4,14 +4,14 @@
 # Each run: a fresh database, the engine benchmark on it (release build, offline provider),
 # then rows and bytes per alert as the engine stored them, then pgbench writing the very same
 # rows (copied from a sample of the engine's own alerts: same columns, sizes and JSON) in two
-# shapes, each with CLIENTS clients for SECONDS seconds:
+# shapes, each with CLIENTS clients for DURATION seconds:
 #   * one transaction per alert (all its rows);
 #   * batched: 10 alerts per multi-row statement, one transaction per 10 alerts.
 # It prints the engine's throughput as a % of each, per run and as the median of RUNS runs.
 #
 # Usage: scripts/pgbench-limit.sh [FILE] (default ../shared/data/amlsim-dev.eval.jsonl)
 # Environment: REPEAT (4: 5,384 alerts), CONCURRENCY (100), RUNS (3), CLIENTS (50),
-#   SECONDS (15), PGHOST (127.0.0.1), PGPORT (5432), PGUSER (postgres).
+#   DURATION (15 s per pgbench run), PGHOST (127.0.0.1), PGPORT (5432), PGUSER (postgres).
 set -euo pipefail
 
 FILE=${1:-../shared/data/amlsim-dev.eval.jsonl}
@@ -19,7 +19,7 @@ REPEAT=${REPEAT:-4}
 CONCURRENCY=${CONCURRENCY:-100}
 RUNS=${RUNS:-3}
 CLIENTS=${CLIENTS:-50}
-SECONDS_EACH=${SECONDS:-15}
+SECONDS_EACH=${DURATION:-15}
 export PGHOST=${PGHOST:-127.0.0.1} PGPORT=${PGPORT:-5432} PGUSER=${PGUSER:-postgres}
 DB=aml_pgbench_limit
 SAMPLE=500
