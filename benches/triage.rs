@@ -34,6 +34,22 @@ fn peak_rss_mib() -> f64 {
         .map_or(0.0, |kib| kib / 1024.0)
 }
 
+/// CPU time (user + system) of this process so far, in seconds: `/proc/self/stat` counts all
+/// threads, in clock ticks of 1/100 s (Linux's `USER_HZ`).
+fn process_cpu_s() -> f64 {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            // Fields after the command name (which may hold spaces) start at its closing ')'.
+            let rest = &s[s.rfind(')')? + 2..];
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let utime: f64 = f.get(11)?.parse().ok()?;
+            let stime: f64 = f.get(12)?.parse().ok()?;
+            Some((utime + stime) / 100.0)
+        })
+        .unwrap_or(0.0)
+}
+
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -87,6 +103,7 @@ async fn main() {
     let inputs = (0..repeat).flat_map(|r| lines.iter().map(move |line| (r, *line)));
     let run_tag = &run_tag;
     let engine = &engine;
+    let cpu_before = process_cpu_s();
     let started = Instant::now();
     let mut latencies: Vec<u64> = futures_util::stream::iter(inputs)
         .map(|(r, line)| async move {
@@ -96,7 +113,7 @@ async fn main() {
                 let v: serde_json::Value = serde_json::from_str(line).expect("JSON line");
                 let mut a = v.get("alert").cloned().unwrap_or(v);
                 let id = a["alert_id"].as_str().unwrap_or_default().to_string();
-                a["alert_id"] = format!("{id}#{run_tag}-{r}").into();
+                a["alert_id"] = format!("{id}:{run_tag}-{r}").into();
                 a.to_string()
             };
             engine
@@ -110,6 +127,7 @@ async fn main() {
         .collect()
         .await;
     let elapsed = started.elapsed();
+    let cpu = process_cpu_s() - cpu_before;
     let failed = n - latencies.len();
     latencies.sort_unstable();
     let pct = |p: f64| {
@@ -131,6 +149,26 @@ async fn main() {
             .next_back()
             .unwrap_or_default(),
         latency.map_or(0, |l| l.as_millis()),
+    );
+    // Model calls, tokens and cost per decided alert, from the engine's own counters.
+    let metrics = engine.metrics_text();
+    let total = |family: &str| -> f64 {
+        metrics
+            .lines()
+            .filter(|l| l.starts_with(family) && l[family.len()..].starts_with(['{', ' ']))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    let decided = latencies.len().max(1) as f64;
+    println!(
+        "engine cpu {:.3} ms/alert (user + system of the benchmark process during the run)",
+        1000.0 * cpu / n.max(1) as f64
+    );
+    println!(
+        "model calls {:.2}/alert tokens {:.0}/alert cost ${:.6}/alert",
+        total("aml_triage_llm_calls_total") / decided,
+        total("aml_triage_llm_tokens_total") / decided,
+        total("aml_triage_llm_cost_usd_total") / decided,
     );
     if let Some(l) = latency {
         // Three model calls per alert: context builder, decision maker, supervisor check.

@@ -418,20 +418,30 @@ async fn run(shared: &Arc<Shared>, msg: TriageAlert) -> Result<Decision, TriageE
     );
     p.note_state_outage(outage_mark);
     let degraded_before = p.degraded.clone();
-    let proposal = p
-        .step(
-            AgentKind::DecisionMaker,
-            &agents.decision,
-            |env| Decide {
-                env,
-                facts: facts.clone(),
-                risk: risk.clone(),
-                context: context.clone(),
-                degraded_steps: degraded_before.clone(),
-            },
-            |e| fallback_proposal(&alert, &facts, &risk, &degraded_before, &t, e),
-        )
-        .await?;
+    // The model may only raise a disposition above the deterministic floor; when the floor is
+    // already the most severe disposition there is nothing it could change, so it is not asked.
+    let terminal = terminal_floor_proposal(&alert, &facts, &risk, &degraded_before, &t);
+    let proposal = match terminal {
+        Some((proposal, why)) => {
+            p.skipped_step(AgentKind::DecisionMaker, proposal, &why)
+                .await?
+        }
+        None => {
+            p.step(
+                AgentKind::DecisionMaker,
+                &agents.decision,
+                |env| Decide {
+                    env,
+                    facts: facts.clone(),
+                    risk: risk.clone(),
+                    context: context.clone(),
+                    degraded_steps: degraded_before.clone(),
+                },
+                |e| fallback_proposal(&alert, &facts, &risk, &degraded_before, &t, e),
+            )
+            .await?
+        }
+    };
     let verdict = p.check_step(&facts, &risk, &proposal).await?;
     let floor = proposal.disposition.max(proposal.policy.disposition);
     let evidence = proposal.evidence_ids.clone();
@@ -447,7 +457,9 @@ async fn run(shared: &Arc<Shared>, msg: TriageAlert) -> Result<Decision, TriageE
         },
     );
 
-    p.journal_committed().await?;
+    // The journal writes are not awaited here: the decision is queued behind them in the
+    // writer's FIFO, which refuses it if one of them failed, so the alert waits for two
+    // commits in all (its admission and its decision).
     if proposal.disposition == Disposition::AutoClear {
         // Clear only on shared state confirmed reachable now, not merely at the last call.
         shared.cfg.state_outages.confirm().await;
@@ -464,12 +476,10 @@ async fn run(shared: &Arc<Shared>, msg: TriageAlert) -> Result<Decision, TriageE
         versions: p.versions(&facts),
         decided_at: decision.decided_at,
     };
-    match shared
-        .store
-        .record_decision(record)
-        .await
-        .map_err(store_error)?
-    {
+    let recorded = shared.store.record_decision(record).await;
+    // Answered by now (they were queued first): a failed journal write is the reason to report.
+    p.journal_outcome()?;
+    match recorded.map_err(store_error)? {
         DecisionOutcome::Inserted => {
             // An escalated decision opens a review case (see crate::review).
             crate::review::on_decision(&shared.store, &shared.cfg.metrics, &decision).await;
@@ -526,10 +536,19 @@ impl Progress {
         self.reasons.push(format!("{kind}: {why}; escalated"));
     }
 
-    /// Waits until every journal write queued so far has committed.
-    async fn journal_committed(&mut self) -> Result<(), TriageError> {
+    /// The outcome of every journal write queued so far. Called after the decision was
+    /// answered, when the writer (one FIFO) has answered them all; one that has not (only
+    /// when the decision was refused early) is waited for.
+    fn journal_outcome(&mut self) -> Result<(), TriageError> {
         for w in self.pending_writes.drain(..) {
-            w.committed().await.map_err(store_error)?;
+            match w.outcome() {
+                Some(r) => r.map_err(store_error)?,
+                None => {
+                    return Err(store_error(
+                        "a journal write was not answered before the decision",
+                    ));
+                }
+            }
         }
         Ok(())
     }
@@ -574,6 +593,36 @@ impl Progress {
         };
         self.record_step(kind, &output, meta, attempts, latency_ms, error)
             .await?;
+        Ok(output)
+    }
+
+    /// Records `kind` as skipped: its output was decided without calling the agent (no model
+    /// call), for the reason `why`, which is journalled (the step's model is
+    /// [`SKIPPED_MODEL`]) and kept as the step's contribution note. A step already journalled
+    /// (resume) is taken from the journal as usual.
+    async fn skipped_step<O>(
+        &mut self,
+        kind: AgentKind,
+        output: O,
+        why: &str,
+    ) -> Result<O, TriageError>
+    where
+        O: Serialize + DeserializeOwned,
+    {
+        if let Some(done) = self.take_from_journal::<O>(kind) {
+            return Ok(done);
+        }
+        self.shared.cfg.metrics.step_started(kind.as_str());
+        let meta = StepMeta {
+            provider: DETERMINISTIC.into(),
+            model: SKIPPED_MODEL.into(),
+            notes: vec![format!("skipped: {why}")],
+            ..Default::default()
+        };
+        self.record_step(kind, &output, meta, 0, 0, None).await?;
+        if let Some(c) = self.contributions.last_mut() {
+            c.note = Some(format!("skipped: {why}"));
+        }
         Ok(output)
     }
 
@@ -915,6 +964,51 @@ fn fallback_context(
         ),
         guidance,
     }
+}
+
+/// The model name journalled for a step that was skipped (no model was called).
+pub const SKIPPED_MODEL: &str = "skipped";
+
+/// Whether `d` is the most severe disposition there is: nothing can raise it.
+fn is_terminal(d: Disposition) -> bool {
+    Disposition::ALL.iter().all(|other| *other <= d)
+}
+
+/// When the deterministic policy floor is already the most severe disposition, the decision
+/// the model could not change, with the reason the model call is skipped; otherwise `None`.
+/// Panic-isolated: a panic here means "ask the model as usual".
+fn terminal_floor_proposal(
+    alert: &Alert,
+    facts: &EnrichmentFacts,
+    risk: &RiskAssessment,
+    degraded_before: &[String],
+    t: &Thresholds,
+) -> Option<(DecisionProposal, String)> {
+    contain(
+        "terminal_floor",
+        || {
+            let (floor, conf) = policy_floor(alert, facts, risk, degraded_before, t);
+            if !is_terminal(floor.disposition) {
+                return None;
+            }
+            let why = format!(
+                "policy floor {} is already the most severe disposition ({}); the decision model could not change it",
+                floor.disposition,
+                floor.reasons.join("; ")
+            );
+            let evidence: Vec<String> = cited_evidence(risk).into_iter().take(8).collect();
+            let proposal = DecisionProposal {
+                disposition: floor.disposition,
+                confidence: conf,
+                rationale: format!("Deterministic policy decision (decision model skipped: {why})"),
+                evidence_ids: evidence,
+                policy: floor,
+                model_disposition: None,
+            };
+            Some((proposal, why))
+        },
+        |_| None,
+    )
 }
 
 /// Decision fallback: the deterministic policy with this step counted as degraded, which

@@ -220,14 +220,23 @@ pub(crate) fn check_record(alert_id: &str, cols: &RecordColumns) -> Result<(), M
                 ),
             ));
         }
-        // Written with the admission, then with the decision, in the same transactions as
-        // their entries.
-        let last = match (&cols.decision_entry, decided) {
-            (Some(d), true) => &d.created_at,
-            _ => &received.created_at,
-        };
-        if let Ok(last) = last {
-            c.ts("updated_at", &a.updated_at, Some(&format_ts(*last)))?;
+        // Storage v2 writes `updated_at` with the admission (in the transaction of its
+        // entry) and never updates the row; a v1 row of a decided alert holds the time of its
+        // decision's entry instead.
+        if let Ok(at) = &received.created_at {
+            let admitted = c.ts("updated_at", &a.updated_at, Some(&format_ts(*at)));
+            let v1_decided = match (&cols.decision_entry, decided) {
+                (Some(d), true) => match &d.created_at {
+                    Ok(t) => c
+                        .ts("updated_at", &a.updated_at, Some(&format_ts(*t)))
+                        .is_ok(),
+                    Err(_) => false,
+                },
+                _ => false,
+            };
+            if !v1_decided {
+                admitted?;
+            }
         }
     }
     if let (Some(d), Some(entry)) = (&cols.decision, &cols.decision_entry) {

@@ -215,9 +215,18 @@ impl WriteTx for Tx {
             .collect())
     }
 
+    async fn intern_versions(
+        &mut self,
+        _sets: &[&str],
+    ) -> Result<HashMap<String, i64>, StoreError> {
+        // Records keep their versions in memory; there is nothing to intern.
+        Ok(HashMap::new())
+    }
+
     async fn insert_steps(
         &mut self,
         rows: &[&QueuedStep],
+        _version_ids: &HashMap<String, i64>,
         _now: DateTime<Utc>,
     ) -> Result<HashSet<(String, String)>, StoreError> {
         // Check before changing anything, like a refused statement would.
@@ -258,6 +267,7 @@ impl WriteTx for Tx {
     async fn insert_decisions(
         &mut self,
         rows: &[&QueuedDecision],
+        _version_ids: &HashMap<String, i64>,
         now: DateTime<Utc>,
     ) -> Result<HashSet<String>, StoreError> {
         if let Some(d) = rows

@@ -30,6 +30,7 @@ mod verify;
 mod writer;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -105,18 +106,38 @@ struct Inner {
     chain_lock: Mutex<Option<sqlx::PgConnection>>,
     /// Head of this node's chain as last committed by the writer.
     committed_head: Arc<std::sync::Mutex<Option<ChainHead>>>,
+    /// How many times a caller has waited for a commit (see [`Store::commit_waits`]).
+    commit_waits: Arc<AtomicU64>,
 }
 
 /// A queued write; [`PendingWrite::committed`] resolves when its batch has committed.
 #[derive(Debug)]
-pub struct PendingWrite(oneshot::Receiver<Result<Reply, StoreError>>);
+pub struct PendingWrite {
+    rx: oneshot::Receiver<Result<Reply, StoreError>>,
+    waits: Arc<AtomicU64>,
+}
 
 impl PendingWrite {
-    /// Waits until the write is committed (or has failed).
+    /// Waits until the write is committed (or has failed). Counts as a commit wait (see
+    /// [`Store::commit_waits`]).
     pub async fn committed(self) -> Result<(), StoreError> {
-        match self.0.await.map_err(|_| StoreError::Closed)?? {
+        self.waits.fetch_add(1, Ordering::Relaxed);
+        match self.rx.await.map_err(|_| StoreError::Closed)?? {
             Reply::Done => Ok(()),
             other => Err(unexpected(other)),
+        }
+    }
+
+    /// The outcome if the writer has already answered, without waiting: `None` while the
+    /// write is still queued or in a transaction. A write queued before a later write of the
+    /// same caller has always been answered once that later write has been.
+    pub fn outcome(mut self) -> Option<Result<(), StoreError>> {
+        match self.rx.try_recv() {
+            Ok(Ok(Reply::Done)) => Some(Ok(())),
+            Ok(Ok(other)) => Some(Err(unexpected(other))),
+            Ok(Err(e)) => Some(Err(e)),
+            Err(oneshot::error::TryRecvError::Empty) => None,
+            Err(oneshot::error::TryRecvError::Closed) => Some(Err(StoreError::Closed)),
         }
     }
 }
@@ -186,6 +207,7 @@ impl Store {
                     batch_max,
                     committed_head: committed_head.clone(),
                     head: None,
+                    failed_journal: Default::default(),
                 }
                 .run(rx),
             ),
@@ -196,6 +218,7 @@ impl Store {
                     batch_max,
                     committed_head: committed_head.clone(),
                     head: None,
+                    failed_journal: Default::default(),
                 }
                 .run(rx),
             ),
@@ -206,6 +229,7 @@ impl Store {
                     batch_max,
                     committed_head: committed_head.clone(),
                     head: None,
+                    failed_journal: Default::default(),
                 }
                 .run(rx),
             ),
@@ -218,6 +242,7 @@ impl Store {
                 writer: Mutex::new(Some(handle)),
                 chain_lock: Mutex::new(chain_lock),
                 committed_head,
+                commit_waits: Arc::new(AtomicU64::new(0)),
             }),
         })
     }
@@ -229,6 +254,16 @@ impl Store {
             Backend::Sqlite(_) => "sqlite",
             Backend::Postgres(_) => "postgres",
         }
+    }
+
+    /// How many times callers of this store have waited for a commit: each call of a write
+    /// method that returns after its commit ([`Store::admit`], [`Store::record_decision`],
+    /// [`Store::append_step`], [`Store::record_audit_event`], [`Store::purge`]) and each
+    /// [`PendingWrite::committed`] is one wait. Instrumentation of the write path's latency
+    /// budget: the pipeline waits for two commits per alert (its admission, its decision);
+    /// journal writes in between are queued without waiting.
+    pub fn commit_waits(&self) -> u64 {
+        self.inner.commit_waits.load(Ordering::Relaxed)
     }
 
     /// This node's id, which is also its audit chain id.
@@ -262,6 +297,7 @@ impl Store {
     }
 
     async fn send(&self, op: Op) -> Result<Reply, StoreError> {
+        self.inner.commit_waits.fetch_add(1, Ordering::Relaxed);
         let (reply, rx) = oneshot::channel();
         self.inner
             .commands
@@ -289,7 +325,9 @@ impl Store {
     /// Queues a step for the writer and returns once it is queued, not committed: the caller
     /// can go on and await [`PendingWrite::committed`] later. The writer is one FIFO queue, so
     /// everything queued after this write by the same caller commits in the same batch or a
-    /// later one: a decision queued after its steps can never be durable without them.
+    /// later one; and once a journal write of an alert has failed, the writer refuses that
+    /// alert's next decision. So a decision queued after its steps can never be durable
+    /// without them, and the caller need not wait for the steps before queueing it.
     pub async fn enqueue_step(&self, step: StepRecord) -> Result<PendingWrite, StoreError> {
         let (reply, rx) = oneshot::channel();
         self.inner
@@ -300,7 +338,10 @@ impl Store {
             })
             .await
             .map_err(|_| StoreError::Closed)?;
-        Ok(PendingWrite(rx))
+        Ok(PendingWrite {
+            rx,
+            waits: self.inner.commit_waits.clone(),
+        })
     }
 
     /// Stores the decision, its audit entry and the alert's new status, atomically; if the

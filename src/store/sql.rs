@@ -50,18 +50,31 @@ macro_rules! sql_backend {
         use $crate::store::columns::{AlertCols, DecisionCols, EntryCols, RecordColumns, StepCheckRow};
         use $crate::store::records::{
             AlertRecord, AuditAnchor, AuditVersions,
-            STATUS_DECIDED, STATUS_RECEIVED, StepRecord, StoredAlert, UnfinishedAlert,
+            StepRecord, StoredAlert, UnfinishedAlert,
         };
         use $crate::store::sql::pow2_chunks;
         use $crate::store::writer::{AlertState, PurgeCounts, QueuedDecision, QueuedStep, WriteBackend, WriteTx};
 
         type DbRow = <$DB as sqlx::Database>::Row;
 
-        const ALERT_COLS: &str = "alert_id, raw_json, content_hash, customer_id, alert_type, \
-             priority, status, created_at, received_at, updated_at";
+        /// An alert as the API shows it. Storage v2 has no status column and never updates
+        /// an alert: decided means a decision row exists, and `updated_at` is the decision's
+        /// `recorded_at` once decided (the admission time before).
+        const ALERT_SELECT: &str = "SELECT a.alert_id, a.raw_json, a.content_hash, a.customer_id, \
+             a.alert_type, a.priority, \
+             CASE WHEN d.alert_id IS NULL THEN 'received' ELSE 'decided' END AS status, \
+             a.created_at, a.received_at, COALESCE(d.recorded_at, a.updated_at) AS updated_at \
+             FROM alerts a LEFT JOIN decisions d ON d.alert_id = a.alert_id";
+        /// Journal columns written by the store (versions by interned id).
         const STEP_COLS: &str = "alert_id, step, attempt, status, input_hash, output, provider, \
              model, prompt_version, tokens_in, tokens_out, cost_usd, latency_ms, error, \
-             policy_version, config_version, list_versions";
+             versions_id";
+        /// Journal columns as read, with the interned version set (`FROM STEP_FROM`).
+        const STEP_SELECT: &str = "s.alert_id, s.step, s.attempt, s.status, s.input_hash, \
+             s.output, s.provider, s.model, s.prompt_version, s.tokens_in, s.tokens_out, \
+             s.cost_usd, s.latency_ms, s.error, v.versions AS versions";
+        const STEP_FROM: &str =
+            "step_journal s LEFT JOIN version_sets v ON v.id = s.versions_id";
         const AUDIT_COLS: &str =
             "chain_id, seq, alert_id, actor, action, payload, versions, created_at, prev_hash, hash";
 
@@ -73,7 +86,7 @@ macro_rules! sql_backend {
 
         /// A write transaction of this backend.
         pub(crate) struct Tx {
-            tx: sqlx::Transaction<'static, $DB>,
+            pub(crate) tx: sqlx::Transaction<'static, $DB>,
         }
 
         fn ts_col(row: &DbRow, col: &str) -> Result<DateTime<Utc>, StoreError> {
@@ -132,11 +145,34 @@ macro_rules! sql_backend {
                 cost_usd: row.try_get("cost_usd")?,
                 latency_ms: u64_col(row, "latency_ms")?,
                 error: row.try_get("error")?,
-                versions: AuditVersions {
-                    policy_version: row.try_get("policy_version")?,
-                    config_version: row.try_get("config_version")?,
-                    list_versions: json_col(row, "list_versions")?,
-                },
+                versions: versions_of(row, "versions")?,
+            })
+        }
+
+        /// An interned version set (joined as `col`).
+        fn versions_of(row: &DbRow, col: &str) -> Result<AuditVersions, StoreError> {
+            let text: Option<String> = row.try_get(col)?;
+            let text = text.ok_or_else(|| StoreError::Corrupt(format!("{col}: no version set")))?;
+            serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("{col}: {e}")))
+        }
+
+        /// The three version columns of a row (as the v1 schema had them) from its interned
+        /// set; a missing or unreadable set gives values no audit entry vouches for.
+        fn version_cols(row: &DbRow, col: &str) -> Result<(String, String, String), StoreError> {
+            let text: Option<String> = row.try_get(col)?;
+            let parsed = text
+                .as_deref()
+                .and_then(|t| serde_json::from_str::<AuditVersions>(t).ok());
+            Ok(match parsed {
+                Some(v) => (
+                    v.policy_version,
+                    v.config_version,
+                    serde_json::Value::from(v.list_versions).to_string(),
+                ),
+                None => {
+                    let shown = text.unwrap_or_else(|| "NULL".into());
+                    (shown.clone(), shown.clone(), shown)
+                }
             })
         }
 
@@ -188,17 +224,21 @@ macro_rules! sql_backend {
             let decision: Option<String> = row.try_get("decision")?;
             let decision_cols = match &decision {
                 None => None,
-                Some(_) => Some(DecisionCols {
+                Some(_) => {
+                    let (policy_version, config_version, list_versions) =
+                        version_cols(row, "d_versions")?;
+                    Some(DecisionCols {
                     disposition: row.try_get("disposition")?,
                     risk_score: row.try_get("risk_score")?,
                     confidence: row.try_get("confidence")?,
                     requires_human_review: row.try_get("requires_human_review")?,
-                    policy_version: row.try_get("policy_version")?,
-                    config_version: row.try_get("config_version")?,
-                    list_versions: row.try_get("list_versions")?,
+                    policy_version,
+                    config_version,
+                    list_versions,
                     decided_at: ts_req(row, "decided_at")?,
                     recorded_at: ts_req(row, "recorded_at")?,
-                }),
+                })
+                }
             };
             Ok(RecordCheckRow {
                 alert_id: row.try_get("alert_id")?,
@@ -225,6 +265,7 @@ macro_rules! sql_backend {
         }
 
         fn step_check_of(row: &DbRow) -> Result<StepCheckRow, StoreError> {
+            let (policy_version, config_version, list_versions) = version_cols(row, "versions")?;
             Ok(StepCheckRow {
                 id: row.try_get("id")?,
                 alert_id: row.try_get("alert_id")?,
@@ -241,9 +282,9 @@ macro_rules! sql_backend {
                 cost_usd: row.try_get("cost_usd")?,
                 latency_ms: row.try_get("latency_ms")?,
                 error: row.try_get("error")?,
-                policy_version: row.try_get("policy_version")?,
-                config_version: row.try_get("config_version")?,
-                list_versions: row.try_get("list_versions")?,
+                policy_version,
+                config_version,
+                list_versions,
                 recorded_at: ts_req(row, "recorded_at")?,
             })
         }
@@ -292,9 +333,11 @@ macro_rules! sql_backend {
         /// An alert with every column, its decision's, and the first `alert_received` and
         /// `decision` entries that vouch for them.
         const RECORD_CHECK_SELECT: &str = "SELECT a.alert_id, a.raw_json, a.content_hash, \
-             a.customer_id, a.alert_type, a.priority, a.status, a.created_at, a.received_at, \
+             a.customer_id, a.alert_type, a.priority, \
+             CASE WHEN d.alert_id IS NULL THEN 'received' ELSE 'decided' END AS status, \
+             a.created_at, a.received_at, \
              a.updated_at, d.decision, d.disposition, d.risk_score, d.confidence, \
-             d.requires_human_review, d.policy_version, d.config_version, d.list_versions, \
+             d.requires_human_review, dv.versions AS d_versions, \
              d.decided_at, d.recorded_at, \
              (SELECT e.payload FROM audit_entries e WHERE e.alert_id = a.alert_id \
                 AND e.action = 'alert_received' ORDER BY e.chain_id, e.seq LIMIT 1) AS received_payload, \
@@ -308,7 +351,8 @@ macro_rules! sql_backend {
                 AND e.action = 'decision' ORDER BY e.chain_id, e.seq LIMIT 1) AS decision_versions, \
              (SELECT e.created_at FROM audit_entries e WHERE e.alert_id = a.alert_id \
                 AND e.action = 'decision' ORDER BY e.chain_id, e.seq LIMIT 1) AS decision_created_at \
-             FROM alerts a LEFT JOIN decisions d ON d.alert_id = a.alert_id ";
+             FROM alerts a LEFT JOIN decisions d ON d.alert_id = a.alert_id \
+             LEFT JOIN version_sets dv ON dv.id = d.versions_id ";
 
         impl WriteBackend for Backend {
             type Tx = Tx;
@@ -330,11 +374,15 @@ macro_rules! sql_backend {
                 rows: &[&AlertRecord],
                 now: DateTime<Utc>,
             ) -> Result<HashSet<String>, StoreError> {
+                // A backend with one-statement (array) inserts uses them.
+                if let Some(r) = self.array_insert_alerts(rows, now).await {
+                    return r;
+                }
                 let mut inserted = HashSet::new();
                 for rows in pow2_chunks(rows) {
                 let mut qb = QueryBuilder::<$DB>::new(
                     "INSERT INTO alerts (alert_id, raw_json, content_hash, customer_id, \
-                     alert_type, priority, status, created_at, received_at, updated_at) ",
+                     alert_type, priority, created_at, received_at, updated_at) ",
                 );
                 qb.push_values(rows, |mut b, a| {
                     b.push_bind(a.alert_id.as_str())
@@ -343,7 +391,6 @@ macro_rules! sql_backend {
                         .push_bind(a.customer_id.as_str())
                         .push_bind(a.alert_type.as_str())
                         .push_bind(a.priority.as_str())
-                        .push_bind(STATUS_RECEIVED)
                         .push_bind($to_db(a.created_at))
                         .push_bind($to_db(a.received_at))
                         .push_bind($to_db(now));
@@ -382,11 +429,38 @@ macro_rules! sql_backend {
                 Ok(out)
             }
 
+            async fn intern_versions(
+                &mut self,
+                sets: &[&str],
+            ) -> Result<HashMap<String, i64>, StoreError> {
+                let mut out = HashMap::new();
+                if sets.is_empty() {
+                    return Ok(out);
+                }
+                let mut qb = QueryBuilder::<$DB>::new("INSERT INTO version_sets (versions) ");
+                qb.push_values(sets, |mut b, v| {
+                    b.push_bind(v.to_string());
+                });
+                qb.push(" ON CONFLICT (versions) DO NOTHING");
+                qb.build().execute(&mut *self.tx).await?;
+                let mut qb =
+                    QueryBuilder::<$DB>::new("SELECT id, versions FROM version_sets WHERE versions IN ");
+                push_in_list(&mut qb, sets);
+                for row in qb.build().fetch_all(&mut *self.tx).await? {
+                    out.insert(row.try_get("versions")?, row.try_get("id")?);
+                }
+                Ok(out)
+            }
+
             async fn insert_steps(
                 &mut self,
                 rows: &[&QueuedStep],
+                version_ids: &HashMap<String, i64>,
                 now: DateTime<Utc>,
             ) -> Result<HashSet<(String, String)>, StoreError> {
+                if let Some(r) = self.array_insert_steps(rows, version_ids, now).await {
+                    return r;
+                }
                 let mut completed = HashSet::new();
                 for rows in pow2_chunks(rows) {
                 let mut qb = QueryBuilder::<$DB>::new(format!(
@@ -407,11 +481,7 @@ macro_rules! sql_backend {
                         .push_bind(s.cost_usd)
                         .push_bind(i64_of(s.latency_ms))
                         .push_bind(s.error.as_deref())
-                        .push_bind(s.versions.policy_version.as_str())
-                        .push_bind(s.versions.config_version.as_str())
-                        .push_bind(
-                            serde_json::Value::from(s.versions.list_versions.clone()).to_string(),
-                        )
+                        .push_bind(version_ids.get(s.versions_json.as_str()).copied())
                         .push_bind($to_db(now));
                 });
                 // The partial unique index allows one completed row per (alert, step); a
@@ -433,14 +503,17 @@ macro_rules! sql_backend {
             async fn insert_decisions(
                 &mut self,
                 rows: &[&QueuedDecision],
+                version_ids: &HashMap<String, i64>,
                 now: DateTime<Utc>,
             ) -> Result<HashSet<String>, StoreError> {
+                if let Some(r) = self.array_insert_decisions(rows, version_ids, now).await {
+                    return r;
+                }
                 let mut inserted: HashSet<String> = HashSet::new();
                 for rows in pow2_chunks(rows) {
                 let mut qb = QueryBuilder::<$DB>::new(
                     "INSERT INTO decisions (alert_id, disposition, risk_score, confidence, \
-                     requires_human_review, decision, policy_version, config_version, \
-                     list_versions, decided_at, recorded_at) ",
+                     requires_human_review, decision, versions_id, decided_at, recorded_at) ",
                 );
                 qb.push_values(rows, |mut b, d| {
                     b.push_bind(d.alert_id.as_str())
@@ -449,11 +522,7 @@ macro_rules! sql_backend {
                         .push_bind(d.confidence)
                         .push_bind(d.requires_human_review)
                         .push_bind(d.decision_json.as_str())
-                        .push_bind(d.versions.policy_version.as_str())
-                        .push_bind(d.versions.config_version.as_str())
-                        .push_bind(
-                            serde_json::Value::from(d.versions.list_versions.clone()).to_string(),
-                        )
+                        .push_bind(version_ids.get(d.versions_json.as_str()).copied())
                         .push_bind($to_db(d.decided_at))
                         .push_bind($to_db(now));
                 });
@@ -462,16 +531,7 @@ macro_rules! sql_backend {
                     inserted.insert(row.try_get::<String, _>("alert_id")?);
                 }
                 }
-                let ids: Vec<&str> = inserted.iter().map(String::as_str).collect();
-                for chunk in pow2_chunks(&ids) {
-                    let mut qb = QueryBuilder::<$DB>::new("UPDATE alerts SET status = ");
-                    qb.push_bind(STATUS_DECIDED);
-                    qb.push(", updated_at = ");
-                    qb.push_bind($to_db(now));
-                    qb.push(" WHERE alert_id IN ");
-                    push_in_list(&mut qb, chunk);
-                    qb.build().execute(&mut *self.tx).await?;
-                }
+                // No status UPDATE (storage v2): the decision row is what makes it decided.
                 Ok(inserted)
             }
 
@@ -493,6 +553,9 @@ macro_rules! sql_backend {
             }
 
             async fn insert_audit(&mut self, entries: &[AuditRow]) -> Result<(), StoreError> {
+                if let Some(r) = self.array_insert_audit(entries).await {
+                    return r;
+                }
                 for chunk in pow2_chunks(entries) {
                     let mut qb = QueryBuilder::<$DB>::new(format!(
                         "INSERT INTO audit_entries ({AUDIT_COLS}) "
@@ -629,7 +692,7 @@ macro_rules! sql_backend {
         impl ReadBackend for Backend {
             async fn alert(&self, id: &str) -> Result<Option<StoredAlert>, StoreError> {
                 let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "SELECT {ALERT_COLS} FROM alerts WHERE alert_id = $1"
+                    "{ALERT_SELECT} WHERE a.alert_id = $1"
                 )))
                 .bind(id)
                 .fetch_optional(&self.pool)
@@ -647,7 +710,7 @@ macro_rules! sql_backend {
 
             async fn steps(&self, id: &str) -> Result<Vec<StepRecord>, StoreError> {
                 sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "SELECT {STEP_COLS} FROM step_journal WHERE alert_id = $1 ORDER BY id"
+                    "SELECT {STEP_SELECT} FROM {STEP_FROM} WHERE s.alert_id = $1 ORDER BY s.id"
                 )))
                 .bind(id)
                 .fetch_all(&self.pool)
@@ -757,8 +820,8 @@ macro_rules! sql_backend {
                 last: &str,
             ) -> Result<(Vec<StepCheckRow>, Vec<AuditRow>), StoreError> {
                 let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "SELECT id, {STEP_COLS}, recorded_at FROM step_journal \
-                     WHERE alert_id >= $1 AND alert_id <= $2 ORDER BY alert_id, id"
+                    "SELECT s.id, {STEP_SELECT}, s.recorded_at FROM {STEP_FROM} \
+                     WHERE s.alert_id >= $1 AND s.alert_id <= $2 ORDER BY s.alert_id, s.id"
                 )))
                 .bind(first)
                 .bind(last)
@@ -793,14 +856,12 @@ macro_rules! sql_backend {
 
             async fn unfinished(&self) -> Result<Vec<UnfinishedAlert>, StoreError> {
                 let alerts = sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "SELECT {ALERT_COLS} FROM alerts a WHERE NOT EXISTS \
-                     (SELECT 1 FROM decisions d WHERE d.alert_id = a.alert_id) \
-                     ORDER BY a.received_at, a.alert_id"
+                    "{ALERT_SELECT} WHERE d.alert_id IS NULL ORDER BY a.received_at, a.alert_id"
                 )))
                 .fetch_all(&self.pool)
                 .await?;
                 let steps = sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "SELECT {STEP_COLS} FROM step_journal s WHERE s.status = 'completed' \
+                    "SELECT {STEP_SELECT} FROM {STEP_FROM} WHERE s.status = 'completed' \
                      AND NOT EXISTS (SELECT 1 FROM decisions d WHERE d.alert_id = s.alert_id) \
                      ORDER BY s.id"
                 )))

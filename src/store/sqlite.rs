@@ -33,6 +33,43 @@ super::sql::sql_backend!(
     begin: "BEGIN IMMEDIATE"
 );
 
+/// SQLite has no array parameters: every insert is a multi-row `VALUES` statement (in
+/// power-of-two chunks, see `sql::pow2_chunks`). In process, those cost no round trips.
+impl db::Tx {
+    pub(crate) async fn array_insert_alerts(
+        &mut self,
+        _rows: &[&super::records::AlertRecord],
+        _now: DateTime<Utc>,
+    ) -> Option<Result<std::collections::HashSet<String>, StoreError>> {
+        None
+    }
+
+    pub(crate) async fn array_insert_steps(
+        &mut self,
+        _rows: &[&super::writer::QueuedStep],
+        _version_ids: &std::collections::HashMap<String, i64>,
+        _now: DateTime<Utc>,
+    ) -> Option<Result<std::collections::HashSet<(String, String)>, StoreError>> {
+        None
+    }
+
+    pub(crate) async fn array_insert_decisions(
+        &mut self,
+        _rows: &[&super::writer::QueuedDecision],
+        _version_ids: &std::collections::HashMap<String, i64>,
+        _now: DateTime<Utc>,
+    ) -> Option<Result<std::collections::HashSet<String>, StoreError>> {
+        None
+    }
+
+    pub(crate) async fn array_insert_audit(
+        &mut self,
+        _entries: &[super::audit::AuditRow],
+    ) -> Option<Result<(), StoreError>> {
+        None
+    }
+}
+
 /// The embedded migrations; the binary needs no migrations folder at run time.
 pub(crate) fn migrator() -> Migrator {
     Migrator::with_migrations(vec![
@@ -48,6 +85,13 @@ pub(crate) fn migrator() -> Migrator {
             "review".into(),
             MigrationType::Simple,
             include_str!("../../migrations/sqlite/0003_review.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            4,
+            "storage v2".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/sqlite/0004_storage_v2.sql").into_sql_str(),
             false,
         ),
     ])

@@ -22,7 +22,8 @@ use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 
 use super::audit::{
-    AuditRow, ChainHead, PendingEntry, canonical_json, format_ts, seal, sha256_hex, truncate_micros,
+    AuditRow, ChainHead, PendingEntry, canonical_json, format_ts, seal, sha256_hex,
+    truncate_micros, versions_json,
 };
 use super::error::StoreError;
 use super::purge::{self, PurgeScan};
@@ -58,17 +59,21 @@ pub(crate) struct QueuedStep {
     pub output_json: String,
     /// SHA-256 of `output_json`, hex.
     pub output_sha256: String,
+    /// The version set as canonical JSON: its key in `version_sets`.
+    pub versions_json: String,
 }
 
 impl QueuedStep {
     pub fn new(mut record: StepRecord) -> Self {
         let output_json = canonical_json(&record.output);
         let output_sha256 = sha256_hex(&output_json);
+        let versions_json = canonical_json(&versions_json(&record.versions));
         record.output = Value::Null;
         Self {
             record,
             output_json,
             output_sha256,
+            versions_json,
         }
     }
 }
@@ -90,17 +95,21 @@ pub(crate) struct QueuedDecision {
     pub decision_json: String,
     /// SHA-256 of `decision_json`, hex.
     pub decision_sha256: String,
+    /// The version set as canonical JSON: its key in `version_sets`.
+    pub versions_json: String,
 }
 
 impl QueuedDecision {
     pub fn new(mut record: DecisionRecord) -> Self {
         let decision_json = canonical_json(&record.decision);
         let decision_sha256 = sha256_hex(&decision_json);
+        let versions_json = canonical_json(&versions_json(&record.versions));
         record.decision = Value::Null;
         Self {
             record,
             decision_json,
             decision_sha256,
+            versions_json,
         }
     }
 }
@@ -157,18 +166,26 @@ pub(crate) trait WriteTx: Send + Sized {
         &mut self,
         ids: &[&str],
     ) -> impl Future<Output = Result<HashMap<String, AlertState>, StoreError>> + Send;
+    /// Stores the version sets (canonical JSON texts) not stored yet; returns the id of each.
+    fn intern_versions(
+        &mut self,
+        sets: &[&str],
+    ) -> impl Future<Output = Result<HashMap<String, i64>, StoreError>> + Send;
     /// Inserts journal rows, skipping completed ones that already exist; returns the
-    /// `(alert_id, step)` keys of the completed rows actually inserted.
+    /// `(alert_id, step)` keys of the completed rows actually inserted. `version_ids` holds
+    /// the id of every row's version set (see [`WriteTx::intern_versions`]).
     fn insert_steps(
         &mut self,
         rows: &[&QueuedStep],
+        version_ids: &HashMap<String, i64>,
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<HashSet<(String, String)>, StoreError>> + Send;
-    /// Inserts decisions of undecided alerts, marks those alerts decided; returns the ids
-    /// actually inserted.
+    /// Inserts decisions of undecided alerts (the decision row is what makes an alert
+    /// decided); returns the ids actually inserted.
     fn insert_decisions(
         &mut self,
         rows: &[&QueuedDecision],
+        version_ids: &HashMap<String, i64>,
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<HashSet<String>, StoreError>> + Send;
     /// Stored decisions (canonical JSON text) of the given alerts.
@@ -411,6 +428,20 @@ pub(crate) async fn apply_batch<T: WriteTx>(
         }
     }
 
+    // Version sets of this batch's steps and decisions, interned once per batch.
+    let mut sets: Vec<&str> = Vec::new();
+    for (i, op) in ops.iter().enumerate() {
+        let text = match op {
+            Op::Step(s) => s.versions_json.as_str(),
+            Op::Decision(d) => d.versions_json.as_str(),
+            _ => continue,
+        };
+        if valid(i, &results) && !sets.contains(&text) {
+            sets.push(text);
+        }
+    }
+    let version_ids = tx.intern_versions(&sets).await?;
+
     // Steps. A second completed record of the same (alert, step), in this batch or before it,
     // is refused; degraded records may repeat (one per attempt).
     let mut seen_completed: HashSet<(&str, &str)> = HashSet::new();
@@ -431,7 +462,7 @@ pub(crate) async fn apply_batch<T: WriteTx>(
     }
     if !step_rows.is_empty() {
         let rows: Vec<&QueuedStep> = step_rows.iter().map(|(_, s)| *s).collect();
-        let inserted_completed = tx.insert_steps(&rows, now).await?;
+        let inserted_completed = tx.insert_steps(&rows, &version_ids, now).await?;
         for (i, s) in step_rows {
             if s.status == STEP_COMPLETED
                 && !inserted_completed.contains(&(s.alert_id.clone(), s.step.clone()))
@@ -454,6 +485,25 @@ pub(crate) async fn apply_batch<T: WriteTx>(
         }
     }
 
+    // A decision is never written after a journal write of its alert failed in this batch:
+    // its caller queued the decision without waiting for the steps (see `Store::enqueue_step`).
+    let failed_journal: HashSet<String> = ops
+        .iter()
+        .enumerate()
+        .filter_map(|(i, op)| match (op, &results[i]) {
+            (Op::Step(s), Some(Err(_))) => Some(s.alert_id.clone()),
+            _ => None,
+        })
+        .collect();
+    for (i, op) in ops.iter().enumerate() {
+        if let Op::Decision(d) = op
+            && valid(i, &results)
+            && failed_journal.contains(&d.alert_id)
+        {
+            results[i] = Some(Err(journal_failed(&d.alert_id)));
+        }
+    }
+
     // Decisions: one per alert; the first wins and nothing is ever overwritten.
     let mut first_decision: HashMap<&str, usize> = HashMap::new();
     let mut decision_rows: Vec<&QueuedDecision> = Vec::new();
@@ -467,7 +517,9 @@ pub(crate) async fn apply_batch<T: WriteTx>(
         }
     }
     if !decision_rows.is_empty() {
-        let inserted = tx.insert_decisions(&decision_rows, now).await?;
+        let inserted = tx
+            .insert_decisions(&decision_rows, &version_ids, now)
+            .await?;
         let existing: Vec<&str> = decision_rows
             .iter()
             .map(|d| d.alert_id.as_str())
@@ -530,6 +582,17 @@ pub(crate) async fn apply_batch<T: WriteTx>(
         .map(|r| r.unwrap_or(Err(StoreError::InvalidInput("command not handled".into()))))
         .collect())
 }
+
+/// The refusal of a decision whose alert had a journal write fail.
+fn journal_failed(alert_id: &str) -> StoreError {
+    StoreError::Unavailable(format!(
+        "a journal write of alert `{alert_id}` failed: its decision is not recorded; retry"
+    ))
+}
+
+/// Alerts remembered as having a failed journal write, at most (a failed pipeline normally
+/// sends its decision right after, which clears the entry).
+const FAILED_JOURNAL_MAX: usize = 65_536;
 
 /// Plans and performs a purge inside `tx`, recording anchors and the `purge` entry.
 async fn apply_purge<T: WriteTx>(
@@ -619,6 +682,9 @@ pub(crate) struct Writer<B: WriteBackend> {
     pub committed_head: Arc<Mutex<Option<ChainHead>>>,
     /// `None` until loaded, and after any failure (another process may have moved it).
     pub head: Option<ChainHead>,
+    /// Alerts with a journal write that failed in an earlier batch: their next decision is
+    /// refused (see [`Store::enqueue_step`](super::Store::enqueue_step)).
+    pub failed_journal: HashSet<String>,
 }
 
 impl<B: WriteBackend> Writer<B> {
@@ -714,14 +780,49 @@ impl<B: WriteBackend> Writer<B> {
     }
 
     async fn write_group(&mut self, cmds: Vec<Command>) {
+        // Decisions of alerts whose journal write failed in an earlier batch are refused.
+        let cmds: Vec<Command> = if self.failed_journal.is_empty() {
+            cmds
+        } else {
+            let mut kept = Vec::with_capacity(cmds.len());
+            for cmd in cmds {
+                if let Op::Decision(d) = &cmd.op
+                    && self.failed_journal.remove(&d.alert_id)
+                {
+                    let _ = cmd.reply.send(Err(journal_failed(&d.alert_id)));
+                    continue;
+                }
+                kept.push(cmd);
+            }
+            kept
+        };
         if cmds.is_empty() {
             return;
         }
+        let mut answered = Vec::with_capacity(cmds.len());
+        self.write_group_inner(cmds, &mut answered).await;
+        for (cmd, r) in answered {
+            if let (Op::Step(s), Err(_)) = (&cmd.op, &r) {
+                if self.failed_journal.len() >= FAILED_JOURNAL_MAX {
+                    self.failed_journal.clear();
+                }
+                self.failed_journal.insert(s.alert_id.clone());
+            }
+            let _ = cmd.reply.send(r);
+        }
+    }
+
+    /// Writes `cmds` and collects each command's answer in `answered` (in order).
+    async fn write_group_inner(
+        &mut self,
+        cmds: Vec<Command>,
+        answered: &mut Vec<(Command, Result<Reply, StoreError>)>,
+    ) {
         let ops: Vec<&Op> = cmds.iter().map(|c| &c.op).collect();
         let err = match self.try_batch(&ops).await {
             Ok(results) => {
                 for (cmd, r) in cmds.into_iter().zip(results) {
-                    let _ = cmd.reply.send(r);
+                    answered.push((cmd, r));
                 }
                 return;
             }
@@ -733,20 +834,27 @@ impl<B: WriteBackend> Writer<B> {
             if cmds.len() == 1 {
                 if let Some(cmd) = cmds.into_iter().next() {
                     let e = single_error(err, &cmd.op);
-                    let _ = cmd.reply.send(Err(e));
+                    answered.push((cmd, Err(e)));
                 }
                 return;
             }
             let message = err.to_string();
             for cmd in cmds {
-                let _ = cmd
-                    .reply
-                    .send(Err(StoreError::Unavailable(message.clone())));
+                answered.push((cmd, Err(StoreError::Unavailable(message.clone()))));
             }
             return;
         }
         tracing::warn!(error = %err, commands = cmds.len(), "batch refused; writing its commands one by one");
         for cmd in cmds {
+            if let Op::Decision(d) = &cmd.op
+                && answered.iter().any(|(c, r)| {
+                    r.is_err() && matches!(&c.op, Op::Step(s) if s.alert_id == d.alert_id)
+                })
+            {
+                let e = journal_failed(&d.alert_id);
+                answered.push((cmd, Err(e)));
+                continue;
+            }
             let r = match self.try_batch(&[&cmd.op]).await {
                 Ok(mut results) => results
                     .pop()
@@ -756,7 +864,7 @@ impl<B: WriteBackend> Writer<B> {
                     Err(single_error(e, &cmd.op))
                 }
             };
-            let _ = cmd.reply.send(r);
+            answered.push((cmd, r));
         }
     }
 }

@@ -415,12 +415,21 @@ const COLUMN_TAMPERS: &[(&str, &str, &str)] = &[
         "requires_human_review",
         "requires_human_review = NOT requires_human_review",
     ),
-    ("decisions", "policy_version", "policy_version = 'policy-0'"),
-    ("decisions", "config_version", "config_version = 'cfg-0'"),
+    // Version sets are interned (storage v2): a row pointed at another set.
+    (
+        "decisions",
+        "policy_version",
+        "versions_id = (SELECT id FROM version_sets WHERE versions LIKE '%policy-0%')",
+    ),
+    (
+        "decisions",
+        "config_version",
+        "versions_id = (SELECT id FROM version_sets WHERE versions LIKE '%cfg-0%')",
+    ),
     (
         "decisions",
         "list_versions",
-        "list_versions = '[\"OFAC_SDN@2099-01-01\"]'",
+        "versions_id = (SELECT id FROM version_sets WHERE versions LIKE '%2099%')",
     ),
     (
         "decisions",
@@ -435,7 +444,11 @@ const COLUMN_TAMPERS: &[(&str, &str, &str)] = &[
     ("alerts", "priority", "priority = 'LOW'"),
     ("alerts", "customer_id", "customer_id = 'C-someone-else'"),
     ("alerts", "alert_type", "alert_type = 'KYC_ONGOING'"),
-    ("alerts", "status", "status = 'received'"),
+    (
+        "alerts",
+        "updated_at",
+        "updated_at = '2020-01-01T00:00:00.000000Z'",
+    ),
     (
         "alerts",
         "created_at",
@@ -448,6 +461,11 @@ const COLUMN_TAMPERS: &[(&str, &str, &str)] = &[
     ("step_journal", "tokens_in", "tokens_in = 1"),
     ("step_journal", "input_hash", "input_hash = 'x'"),
     ("step_journal", "prompt_version", "prompt_version = 'v0'"),
+    (
+        "step_journal",
+        "policy_version",
+        "versions_id = (SELECT id FROM version_sets WHERE versions LIKE '%policy-0%')",
+    ),
     (
         "step_journal",
         "recorded_at",
@@ -471,6 +489,27 @@ async fn column_tamper_is_detected() {
         }
         let report = store.verify(None).await.unwrap();
         assert!(report.ok, "{kind:?}: clean store fails: {report:?}");
+        // Other version sets a forger could point rows at.
+        for (p, c, l) in [
+            (
+                "policy-0",
+                "cfg-abc",
+                r#"["OFAC_SDN@2024-05-01","UN@2024-04-28"]"#,
+            ),
+            (
+                "policy-7",
+                "cfg-0",
+                r#"["OFAC_SDN@2024-05-01","UN@2024-04-28"]"#,
+            ),
+            ("policy-7", "cfg-abc", r#"["OFAC_SDN@2099-01-01"]"#),
+        ] {
+            db.exec(&format!(
+                "INSERT INTO version_sets (versions) VALUES \
+                 ('{{\"config_version\":\"{c}\",\"list_versions\":{l},\"policy_version\":\"{p}\"}}')"
+            ))
+            .await
+            .unwrap();
+        }
         for (i, (table, column, set)) in COLUMN_TAMPERS.iter().enumerate() {
             let id = format!("T{i:02}");
             let filter = if *table == "step_journal" {
@@ -496,10 +535,10 @@ async fn column_tamper_is_detected() {
         db.exec(&format!(
             "INSERT INTO step_journal (alert_id, step, attempt, status, input_hash, output, \
              provider, model, prompt_version, tokens_in, tokens_out, cost_usd, latency_ms, error, \
-             policy_version, config_version, list_versions, recorded_at) \
+             versions_id, recorded_at) \
              SELECT alert_id, step, 2, 'degraded', input_hash, output, provider, model, \
-             prompt_version, tokens_in, tokens_out, cost_usd, latency_ms, error, policy_version, \
-             config_version, list_versions, recorded_at FROM step_journal \
+             prompt_version, tokens_in, tokens_out, cost_usd, latency_ms, error, versions_id, \
+             recorded_at FROM step_journal \
              WHERE alert_id = '{last}' AND step = 'risk_scoring'"
         ))
         .await
