@@ -146,6 +146,9 @@ pub struct CaseView {
     pub continuing_file_due_at: Option<DateTime<Utc>>,
 }
 
+/// At most this many other alerts are linked to a case (the customer's oldest unfinished).
+const MAX_LINKED_ALERTS: i64 = 200;
+
 /// The review service. Cheap to clone.
 #[derive(Clone)]
 pub struct Review {
@@ -437,7 +440,7 @@ impl Review {
 
     /// Opens the case of an escalated decision (idempotent: `None` if it has one, if the
     /// disposition is not escalated, or if the alert is a canary). Alerts of the same
-    /// customer with unfinished cases are linked both ways.
+    /// customer with unfinished cases are linked both ways (the other direction when read).
     pub async fn open_case_for_decision(
         &self,
         alert_id: &str,
@@ -471,17 +474,13 @@ impl Review {
             return Err(ReviewServiceError::NotFound(format!("alert `{alert_id}`")));
         };
         let now = Utc::now();
-        let linked: Vec<CaseRecord> = self
+        // Links are stored one way (the new case names the customer's unfinished cases) and
+        // completed when a case is read (`get`): rewriting every other open case of the
+        // customer here made opening cost grow with the customer's backlog.
+        let linked = self
             .store
-            .cases(&CaseFilter {
-                customer_id: Some(alert.customer_id.clone()),
-                limit: Some(1000),
-                ..CaseFilter::default()
-            })
-            .await?
-            .into_iter()
-            .filter(|c| !c.state.is_terminal())
-            .collect();
+            .open_case_alerts(&alert.customer_id, MAX_LINKED_ALERTS)
+            .await?;
         let case = CaseRecord {
             case_id: format!("case-{alert_id}"),
             alert_id: alert_id.into(),
@@ -500,7 +499,7 @@ impl Review {
                 risk_score,
                 hits: hits_of(&alert.raw_json),
                 detected_at: Some(alert.created_at),
-                linked_alerts: linked.iter().map(|c| c.alert_id.clone()).collect(),
+                linked_alerts: linked,
                 history: vec![CaseEvent {
                     at: now,
                     actor: actor.into(),
@@ -512,16 +511,6 @@ impl Review {
         };
         if !self.store.insert_case(&case).await? {
             return Ok(None);
-        }
-        for other in linked {
-            let _ = self
-                .mutate(&other.case_id, actor, "link", |c| {
-                    if !c.doc.linked_alerts.contains(&case.alert_id) {
-                        c.doc.linked_alerts.push(case.alert_id.clone());
-                    }
-                    Ok(json!({"linked_alert": case.alert_id}))
-                })
-                .await;
         }
         self.audit(
             actor,
@@ -601,7 +590,18 @@ impl Review {
 
     /// One case with clocks.
     pub async fn get(&self, case_id: &str) -> Result<CaseView, ReviewServiceError> {
-        Ok(self.view(self.case(case_id).await?, Utc::now()))
+        let mut case = self.case(case_id).await?;
+        // Cases opened later for the same customer link to this one; show them here too.
+        for other in self
+            .store
+            .open_case_alerts(&case.customer_id, MAX_LINKED_ALERTS)
+            .await?
+        {
+            if other != case.alert_id && !case.doc.linked_alerts.contains(&other) {
+                case.doc.linked_alerts.push(other);
+            }
+        }
+        Ok(self.view(case, Utc::now()))
     }
 
     async fn case(&self, case_id: &str) -> Result<CaseRecord, ReviewServiceError> {

@@ -609,6 +609,23 @@ macro_rules! review_sql {
             rows.iter().map(|r| Ok(r.try_get("case_id")?)).collect()
         }
 
+        pub(super) async fn open_case_alerts(
+            p: &Pool,
+            customer_id: &str,
+            limit: i64,
+        ) -> Result<Vec<String>, StoreError> {
+            let rows = sqlx::query(
+                "SELECT alert_id FROM review_cases \
+                 WHERE customer_id = $1 AND state NOT IN ('closed', 'sar_filed') \
+                 ORDER BY opened_at, case_id LIMIT $2",
+            )
+            .bind(customer_id)
+            .bind(limit)
+            .fetch_all(p)
+            .await?;
+            rows.iter().map(|r| Ok(r.try_get("alert_id")?)).collect()
+        }
+
         pub(super) async fn open_load(p: &Pool) -> Result<Vec<(String, i64)>, StoreError> {
             let rows = sqlx::query(
                 "SELECT assignee, CAST(COUNT(*) AS BIGINT) AS n FROM review_cases \
@@ -978,6 +995,16 @@ impl Store {
         alert_type: Option<&str>,
     ) -> Result<Vec<String>, StoreError> {
         on_pool!(self, m, p => m::pullable(p, now, alert_type).await)
+    }
+
+    /// Alert ids of a customer's unfinished cases, oldest first, at most `limit` (one indexed
+    /// read of ids only: opening a case must not load the customer's whole case history).
+    pub async fn open_case_alerts(
+        &self,
+        customer_id: &str,
+        limit: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        on_pool!(self, m, p => m::open_case_alerts(p, customer_id, limit).await)
     }
 
     /// Unfinished cases per assignee.

@@ -536,6 +536,36 @@ async fn pull_next_gives_each_case_to_one_user() {
     s.stop().await;
 }
 
+/// Escalated alerts of one customer are linked both ways: the later case names the earlier
+/// ones, and reading an earlier case shows the later alerts; finished cases drop out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cases_of_one_customer_are_linked_both_ways() {
+    let db = TestDb::new(Kind::Sqlite).await;
+    let s = server_on(&db).await;
+    let r = review_of(&s);
+    let same_customer = |id: &str| {
+        let mut a: Value = serde_json::from_str(&hit_alert(id)).unwrap();
+        a["customer"]["customer_id"] = json!("C-shared");
+        a.to_string()
+    };
+    for id in ["link-1", "link-2", "link-3"] {
+        decide(&s, same_customer(id)).await;
+    }
+    decide(&s, hit_alert("link-other")).await;
+    let linked = |v: &aml_triage::review::CaseView| {
+        let mut l = v.case.doc.linked_alerts.clone();
+        l.sort();
+        l
+    };
+    let first = r.get("case-link-1").await.unwrap();
+    assert_eq!(linked(&first), ["link-2", "link-3"]);
+    let last = r.get("case-link-3").await.unwrap();
+    assert_eq!(linked(&last), ["link-1", "link-2"]);
+    let other = r.get("case-link-other").await.unwrap();
+    assert!(linked(&other).is_empty(), "{:?}", linked(&other));
+    s.stop().await;
+}
+
 /// A stub OIDC identity provider: discovery, JWKS and a token endpoint that checks PKCE and
 /// signs RS256 ID tokens with a key of its own. The test plays the browser and the user's
 /// consent by registering the code the IdP would issue.
