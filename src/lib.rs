@@ -11,8 +11,10 @@
 //! # Layout
 //!
 //! - [`domain`]: pure logic, no actors or I/O: the alert model and validation
-//!   ([`domain::alert`]), enrichment facts, scoring and confidence, the versioned policy.
-//! - [`screening`], [`typologies`], [`jurisdiction`]: pure detectors the enrichment uses.
+//!   ([`domain::alert`]), enrichment facts, features, the scorecard, the versioned policy.
+//! - [`screening`], [`typologies`], [`jurisdiction`]: pure detectors built on the domain types.
+//! - [`assessment`]: pure composition of the above for one alert: enrichment, the risk score
+//!   and confidence, the case context.
 //! - [`reference`]: the lists in force at run time, swapped without a restart; `lists update`
 //!   fetches, verifies and installs new versions.
 //! - [`messages`]: typed actix messages, one file per agent's message family.
@@ -37,6 +39,7 @@
 //!   its rules are pure, in [`domain::review`].
 
 pub mod actors;
+pub mod assessment;
 pub mod backoff;
 pub mod bridge;
 pub mod checkpoint;

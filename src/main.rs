@@ -1138,7 +1138,7 @@ async fn lists_update(settings: &Settings, json: bool) -> Result<ExitCode> {
 }
 
 fn lists_status(settings: &Settings) -> Result<ExitCode> {
-    use aml_triage::domain::enrichment::ReferenceData;
+    use aml_triage::assessment::enrichment::ReferenceData;
     use aml_triage::reference::ReferenceHandle;
     let refs = ReferenceData::load(settings).map_err(anyhow::Error::msg)?;
     let handle = ReferenceHandle::new(refs, settings.list_paths.clone());

@@ -12,13 +12,13 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use crate::assessment::scoring;
 use crate::domain::alert::Alert;
 use crate::domain::decision::Disposition;
 use crate::domain::facts::EnrichmentFacts;
 use crate::domain::features::{self, FEATURE_NAMES, FeatureValue};
 use crate::domain::policy::{self, PolicyInput, ScreeningSummary, Thresholds};
 use crate::domain::scorecard::{Bin, FORMAT, FeatureSpec, Scorecard, ScorecardError, Training};
-use crate::domain::scoring;
 use crate::evaluation::{Expected, Labelled, average_precision};
 use crate::jurisdiction::JurisdictionTable;
 
@@ -73,7 +73,7 @@ impl Row {
         let mut facts = EnrichmentFacts {
             jurisdiction_flags: juris.flags(&alert),
             typologies: crate::typologies::detect(&alert, juris),
-            data_completeness: crate::domain::enrichment::data_completeness(&alert),
+            data_completeness: crate::assessment::enrichment::data_completeness(&alert),
             ..Default::default()
         };
         if let Some(h) = history {

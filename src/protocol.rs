@@ -13,11 +13,11 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::assessment::context::CaseContext;
+use crate::assessment::scoring::RiskAssessment;
 use crate::domain::AgentKind;
 use crate::domain::alert::Alert;
-use crate::domain::context::CaseContext;
 use crate::domain::facts::EnrichmentFacts;
-use crate::domain::scoring::RiskAssessment;
 
 /// Provider name recorded for steps that involve no model.
 pub const DETERMINISTIC: &str = "deterministic";

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use actix::{Actor, Context, Handler, ResponseFuture};
 
 use super::agent::{guarded, stoppable};
+use crate::assessment::context::{CaseContext, guidance, timeline};
 use crate::domain::AgentKind;
-use crate::domain::context::{CaseContext, guidance, timeline};
 use crate::protocol::{RemoteSteps, StepInputs, call_remote};
 use serde::Deserialize;
 

@@ -6,10 +6,10 @@ use actix::{Actor, Context, Handler, ResponseFuture};
 use tokio::time::Instant;
 
 use super::agent::{guarded, stoppable};
+use crate::assessment::enrichment::enrich_screened;
 use crate::customer_data::CustomerDataClient;
 use crate::domain::AgentKind;
 use crate::domain::alert::Alert;
-use crate::domain::enrichment::enrich_screened;
 use crate::domain::facts::{CustomerHistory, EnrichmentFacts};
 use crate::messages::enrichment::Enrich;
 use crate::messages::{AgentError, StepMeta, StepReply, StepResult};

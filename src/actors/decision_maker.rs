@@ -9,12 +9,12 @@ use actix::{Actor, Context, Handler, ResponseFuture};
 use serde::Deserialize;
 
 use super::agent::{guarded, stoppable};
+use crate::assessment::scoring::{RiskAssessment, confidence};
 use crate::domain::AgentKind;
 use crate::domain::alert::{Alert, Priority};
 use crate::domain::decision::Disposition;
 use crate::domain::facts::EnrichmentFacts;
 use crate::domain::policy::{self, PolicyInput, PolicyOutcome, ScreeningSummary, Thresholds};
-use crate::domain::scoring::{RiskAssessment, confidence};
 use crate::llm::pii::sensitive_of;
 use crate::llm::prompts::{DECISION_MAKER, fence_untrusted, fenced_json, untrusted_strings};
 use crate::llm::structured::{check_citations, complete_validated, extract_json};

@@ -4,10 +4,10 @@ use actix::{Actor, Context, Handler, ResponseFuture};
 
 use super::agent::{guarded, stoppable};
 use super::data_enrichment::DETERMINISTIC;
+use crate::assessment::scoring::{RiskAssessment, ShadowScore, assess_with};
 use crate::domain::AgentKind;
 use crate::domain::policy::Thresholds;
 use crate::domain::scorecard::Scorecard;
-use crate::domain::scoring::{RiskAssessment, ShadowScore, assess_with};
 use crate::messages::scoring::Score;
 use crate::messages::{StepMeta, StepReply, StepResult};
 use crate::protocol::{RemoteSteps, StepInputs, call_remote};

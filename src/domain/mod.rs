@@ -1,16 +1,14 @@
-//! Pure domain logic: the alert and decision models, enrichment facts, scoring, confidence and
-//! policy. Nothing here knows about actors, storage or I/O, so every rule is testable alone.
+//! Pure domain logic: the alert and decision models, enrichment facts, features, the scorecard
+//! and policy. Nothing here knows about actors, storage or I/O, nor about the screening and
+//! typology engines (which build on these types), so every rule is testable alone.
 
 pub mod alert;
-pub mod context;
 pub mod decision;
-pub mod enrichment;
 pub mod facts;
 pub mod features;
 pub mod policy;
 pub mod review;
 pub mod scorecard;
-pub mod scoring;
 
 use serde::{Deserialize, Serialize};
 

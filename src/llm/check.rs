@@ -10,13 +10,13 @@ use serde::{Deserialize, Serialize};
 use super::prompts::{SUPERVISOR_CHECK, fence_json_strings, fence_untrusted, untrusted_strings};
 use super::structured::{Outcome, bracketed, complete_validated, extract_json};
 use super::{LlmError, LlmProvider, LlmRequest, LlmTask, pii};
+use crate::assessment::scoring::RiskAssessment;
 use crate::domain::AgentKind;
 use crate::domain::alert::Alert;
 use crate::domain::decision::DecisionProposal;
 use crate::domain::decision::Disposition;
 use crate::domain::facts::EnrichmentFacts;
 use crate::domain::policy::{self, Thresholds};
-use crate::domain::scoring::RiskAssessment;
 
 /// Output limit for verdicts.
 const CHECK_MAX_TOKENS: u32 = 400;

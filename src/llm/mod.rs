@@ -20,11 +20,11 @@ pub mod structured;
 use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
+use crate::assessment::context::TimelineEvent;
+use crate::assessment::scoring::RiskAssessment;
 use crate::domain::AgentKind;
-use crate::domain::context::TimelineEvent;
 use crate::domain::decision::Disposition;
 use crate::domain::facts::EnrichmentFacts;
-use crate::domain::scoring::RiskAssessment;
 
 /// What the agent asks for, in structured form. Remote providers receive `prompt`; the
 /// offline provider reads the structured task directly.

@@ -5,9 +5,9 @@ use std::sync::Arc;
 use actix::Message;
 
 use super::{StepEnvelope, StepResult};
-use crate::domain::context::CaseContext;
+use crate::assessment::context::CaseContext;
+use crate::assessment::scoring::RiskAssessment;
 use crate::domain::facts::EnrichmentFacts;
-use crate::domain::scoring::RiskAssessment;
 
 /// Build the timeline, narrative and guidance.
 #[derive(Debug)]

@@ -3,9 +3,9 @@
 use std::sync::Arc;
 
 use super::{StepEnvelope, StepResult};
-use crate::domain::context::CaseContext;
+use crate::assessment::context::CaseContext;
+use crate::assessment::scoring::RiskAssessment;
 use crate::domain::facts::EnrichmentFacts;
-use crate::domain::scoring::RiskAssessment;
 
 /// Propose a disposition, bounded by policy.
 #[derive(Debug)]

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use actix::Message;
 
 use super::{StepEnvelope, StepResult};
+use crate::assessment::scoring::RiskAssessment;
 use crate::domain::facts::EnrichmentFacts;
-use crate::domain::scoring::RiskAssessment;
 
 /// Score an alert from its facts.
 #[derive(Debug)]

@@ -23,7 +23,7 @@ use std::time::SystemTime;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::domain::enrichment::ReferenceData;
+use crate::assessment::enrichment::ReferenceData;
 
 /// One loaded list and when its file was written.
 #[derive(Debug, Clone, PartialEq, Serialize)]

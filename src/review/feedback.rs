@@ -199,7 +199,7 @@ fn main_factor(decision: &serde_json::Value) -> String {
         .and_then(|fs| {
             fs.iter()
                 .filter(|f| f["points"].as_f64().unwrap_or(0.0) > 0.0)
-                .filter(|f| f["name"] != crate::domain::scoring::SCORE_BOUND_FACTOR)
+                .filter(|f| f["name"] != crate::assessment::scoring::SCORE_BOUND_FACTOR)
                 .max_by(|a, b| {
                     let p = |x: &serde_json::Value| x["points"].as_f64().unwrap_or(0.0);
                     p(a).total_cmp(&p(b))

@@ -20,9 +20,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::StateStore;
+use crate::assessment::enrichment::ReferenceData;
 use crate::customer_data::{CustomerDataError, ExternalHistory};
 use crate::domain::alert::{Alert, EntityType};
-use crate::domain::enrichment::ReferenceData;
 use crate::domain::facts::ScreeningHit;
 use crate::metrics::Metrics;
 use crate::screening::ScreeningOutcome;

@@ -2,9 +2,9 @@
 
 use std::sync::Arc;
 
+use aml_triage::assessment::enrichment::ReferenceData;
 use aml_triage::domain::AgentKind;
 use aml_triage::domain::decision::Disposition;
-use aml_triage::domain::enrichment::ReferenceData;
 use aml_triage::jurisdiction::JurisdictionTable;
 use aml_triage::screening::lists::LoadedList;
 use aml_triage::screening::{BirthDate, EntityKind, ListEntry, ListKind, ScreeningLists};

@@ -10,10 +10,10 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use aml_triage::assessment::enrichment::ReferenceData;
 use aml_triage::domain::AgentKind;
 use aml_triage::domain::alert::Alert;
 use aml_triage::domain::decision::Disposition;
-use aml_triage::domain::enrichment::ReferenceData;
 use aml_triage::domain::facts::MatchClass;
 use aml_triage::jurisdiction::JurisdictionTable;
 use aml_triage::screening::ScreeningLists;

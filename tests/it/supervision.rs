@@ -110,7 +110,7 @@ async fn panic_on_worker_is_restarted() {
             attempt: 1,
             timeout_ms: 5_000,
             facts: Some(Default::default()),
-            risk: Some(aml_triage::domain::scoring::RiskAssessment {
+            risk: Some(aml_triage::assessment::scoring::RiskAssessment {
                 score: 0.0,
                 level: aml_triage::domain::decision::RiskLevel::Low,
                 factors: vec![],

@@ -3,9 +3,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::alert::Alert;
-use super::facts::{EnrichmentFacts, MatchClass};
 use super::scoring::RiskAssessment;
+use crate::domain::alert::Alert;
+use crate::domain::facts::{EnrichmentFacts, MatchClass};
 
 /// Largest number of timeline events kept; the rest are summarised by count.
 const TIMELINE_LIMIT: usize = 50;

@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
-use super::alert::{Alert, EntityType, ScreeningMatch};
-use super::facts::{CustomerHistory, EnrichmentFacts, ListKind, MatchClass, ScreeningHit};
+use crate::domain::alert::{Alert, EntityType, ScreeningMatch};
+use crate::domain::facts::{CustomerHistory, EnrichmentFacts, ListKind, MatchClass, ScreeningHit};
 use crate::jurisdiction::JurisdictionTable;
 use crate::screening::ScreeningLists;
 
@@ -108,7 +108,8 @@ pub fn unverifiable_claim(alert: &Alert, m: &ScreeningMatch, why: String) -> Scr
 }
 
 fn claimed_kind(list: &str, alert: &Alert) -> ListKind {
-    if list.to_ascii_uppercase().contains("PEP") || alert.alert_type == super::alert::AlertType::Pep
+    if list.to_ascii_uppercase().contains("PEP")
+        || alert.alert_type == crate::domain::alert::AlertType::Pep
     {
         ListKind::Pep
     } else {
