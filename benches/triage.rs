@@ -168,7 +168,7 @@ async fn main() {
         "model calls {:.2}/alert tokens {:.0}/alert cost ${:.6}/alert",
         total("aml_triage_llm_calls_total") / decided,
         total("aml_triage_llm_tokens_total") / decided,
-        total("aml_triage_llm_cost_usd_total") / decided,
+        total("aml_triage_llm_cost_usd_total") / decided + 0.0, // no "-0"
     );
     if let Some(l) = latency {
         // Three model calls per alert: context builder, decision maker, supervisor check.

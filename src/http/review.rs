@@ -78,6 +78,7 @@ impl ReviewApiError {
                 S::Forbidden(_) => ("forbidden", None),
                 S::NotFound(_) => ("not_found", None),
                 S::Conflict(_) => ("conflict", None),
+                S::TooManyAttempts { .. } => ("too_many_attempts", None),
                 S::Invalid { field, .. } => ("invalid", Some(field)),
                 S::Store(StoreError::Unavailable(_)) => ("not_supported", None),
                 S::Store(_) => ("unavailable", None),
@@ -104,6 +105,7 @@ impl ResponseError for ReviewApiError {
                 S::Forbidden(_) => StatusCode::FORBIDDEN,
                 S::NotFound(_) => StatusCode::NOT_FOUND,
                 S::Conflict(_) => StatusCode::CONFLICT,
+                S::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
                 S::Store(StoreError::Unavailable(_)) => StatusCode::NOT_IMPLEMENTED,
                 S::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
                 S::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -132,7 +134,14 @@ impl ResponseError for ReviewApiError {
         if let ReviewApiError::BadBody { field, .. } = self {
             body["field"] = json!(field);
         }
-        HttpResponse::build(self.status_code()).json(body)
+        let mut response = HttpResponse::build(self.status_code());
+        if let ReviewApiError::Service(ReviewServiceError::TooManyAttempts {
+            retry_after_seconds,
+        }) = self
+        {
+            response.insert_header((header::RETRY_AFTER, retry_after_seconds.to_string()));
+        }
+        response.json(body)
     }
 }
 

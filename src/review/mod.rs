@@ -60,6 +60,12 @@ pub enum ReviewServiceError {
     /// Someone else changed the case first; reload and retry.
     #[error("conflict: {0}")]
     Conflict(String),
+    /// Too many failed logins for this user id: password checks pause for a while.
+    #[error("too many failed logins; retry in {retry_after_seconds} s")]
+    TooManyAttempts {
+        /// Seconds until a login may be tried again.
+        retry_after_seconds: u64,
+    },
     /// Bad input, naming the field.
     #[error("{field}: {message}")]
     Invalid {
@@ -91,6 +97,10 @@ pub struct ReviewConfig {
     pub sprt: crate::domain::review::SprtConfig,
     /// How long a canary may stay undecided before it counts as failed.
     pub canary_deadline_seconds: i64,
+    /// Failed logins of one user id within the window after which passwords are not checked.
+    pub login_max_failures: usize,
+    /// The window of failed logins, in minutes.
+    pub login_window_minutes: i64,
 }
 
 impl Default for ReviewConfig {
@@ -102,6 +112,8 @@ impl Default for ReviewConfig {
             qa_confidence: 0.95,
             sprt: crate::domain::review::SprtConfig::default(),
             canary_deadline_seconds: 300,
+            login_max_failures: 5,
+            login_window_minutes: 15,
         }
     }
 }
@@ -356,12 +368,32 @@ impl Review {
     }
 
     /// Checks a password and opens a session: `(token, session)`. The token goes into the
-    /// cookie; only its hash is stored. Failures do not say whether the user exists.
+    /// cookie; only its hash is stored. Failures do not say whether the user exists. After
+    /// `login_max_failures` failures of one user id within `login_window_minutes` (counted in
+    /// the store, so across every node) the password is not even checked until the oldest of
+    /// them leaves the window: [`ReviewServiceError::TooManyAttempts`].
     pub async fn login(
         &self,
         user_id: &str,
         password: &str,
     ) -> Result<(String, SessionRecord), ReviewServiceError> {
+        let key: String = user_id.chars().take(64).collect();
+        let now = Utc::now();
+        let window = chrono::Duration::minutes(self.cfg.login_window_minutes.max(1));
+        let max = self.cfg.login_max_failures.max(1);
+        let failures = self.store.login_failures(&key, now - window).await?;
+        if failures.len() >= max {
+            let free_at = failures[failures.len() - max] + window;
+            let retry_after_seconds = (free_at - now).num_seconds().max(1) as u64;
+            tracing::warn!(
+                failures = failures.len(),
+                retry_after_seconds,
+                "login refused: too many failed logins for one user id"
+            );
+            return Err(ReviewServiceError::TooManyAttempts {
+                retry_after_seconds,
+            });
+        }
         let user = self.store.user(user_id).await?;
         let hash = user
             .as_ref()
@@ -371,16 +403,17 @@ impl Review {
         let user = match user {
             Some(u) if ok && u.password_hash.is_some() && !u.disabled => u,
             _ => {
-                self.audit(
-                    "auth",
-                    "login_failed",
-                    None,
-                    json!({"user_id": user_id.chars().take(64).collect::<String>()}),
-                )
-                .await?;
+                self.store
+                    .record_login_failure(&key, now, now - window)
+                    .await?;
+                self.audit("auth", "login_failed", None, json!({"user_id": key}))
+                    .await?;
                 return Err(ReviewServiceError::Unauthenticated);
             }
         };
+        if !failures.is_empty() {
+            self.store.clear_login_failures(&key).await?;
+        }
         self.open_session(user, "password").await
     }
 

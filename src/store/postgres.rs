@@ -278,6 +278,13 @@ pub(crate) fn migrator() -> Migrator {
             include_str!("../../migrations/postgres/0004_storage_v2.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            5,
+            "login throttle".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/postgres/0005_login_throttle.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 

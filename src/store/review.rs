@@ -462,6 +462,52 @@ macro_rules! review_sql {
             Ok(())
         }
 
+        pub(super) async fn login_failures(
+            p: &Pool,
+            user_id: &str,
+            since: DateTime<Utc>,
+        ) -> Result<Vec<DateTime<Utc>>, StoreError> {
+            let rows = sqlx::query(
+                "SELECT failed_at FROM review_login_failures \
+                 WHERE user_id = $1 AND failed_at >= $2 ORDER BY failed_at",
+            )
+            .bind(user_id)
+            .bind(ts(since))
+            .fetch_all(p)
+            .await?;
+            rows.iter()
+                .map(|r| parse_ts(&r.try_get::<String, _>("failed_at")?))
+                .collect()
+        }
+
+        pub(super) async fn record_login_failure(
+            p: &Pool,
+            user_id: &str,
+            at: DateTime<Utc>,
+            forget_before: DateTime<Utc>,
+        ) -> Result<(), StoreError> {
+            let mut tx = p.begin().await?;
+            sqlx::query("DELETE FROM review_login_failures WHERE failed_at < $1")
+                .bind(ts(forget_before))
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("INSERT INTO review_login_failures (user_id, failed_at) VALUES ($1, $2)")
+                .bind(user_id)
+                .bind(ts(at))
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(())
+        }
+
+        pub(super) async fn clear_login_failures(p: &Pool, user_id: &str) -> Result<(), StoreError> {
+            sqlx::query("DELETE FROM review_login_failures WHERE user_id = $1")
+                .bind(user_id)
+                .execute(p)
+                .await?;
+            Ok(())
+        }
+
         pub(super) async fn insert_oidc(
             p: &Pool,
             state: &str,
@@ -935,6 +981,30 @@ impl Store {
     /// Ends every session of a user (disable, password reset).
     pub async fn delete_user_sessions(&self, user_id: &str) -> Result<(), StoreError> {
         on_pool!(self, m, p => m::delete_sessions(p, "user_id", user_id).await)
+    }
+
+    /// Failed local logins of `user_id` since `since`, oldest first.
+    pub async fn login_failures(
+        &self,
+        user_id: &str,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<DateTime<Utc>>, StoreError> {
+        on_pool!(self, m, p => m::login_failures(p, user_id, since).await)
+    }
+
+    /// Records a failed local login at `at`, dropping every record older than `forget_before`.
+    pub async fn record_login_failure(
+        &self,
+        user_id: &str,
+        at: DateTime<Utc>,
+        forget_before: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        on_pool!(self, m, p => m::record_login_failure(p, user_id, at, forget_before).await)
+    }
+
+    /// Forgets the failed logins of `user_id` (after a successful one).
+    pub async fn clear_login_failures(&self, user_id: &str) -> Result<(), StoreError> {
+        on_pool!(self, m, p => m::clear_login_failures(p, user_id).await)
     }
 
     /// Records an OIDC login in progress (and drops expired ones).

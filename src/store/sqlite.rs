@@ -94,6 +94,13 @@ pub(crate) fn migrator() -> Migrator {
             include_str!("../../migrations/sqlite/0004_storage_v2.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            5,
+            "login throttle".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/sqlite/0005_login_throttle.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 

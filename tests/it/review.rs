@@ -566,6 +566,67 @@ async fn cases_of_one_customer_are_linked_both_ways() {
     s.stop().await;
 }
 
+/// Password guessing is throttled per user id across nodes (the failures are counted in the
+/// store): after 5 failures even the right password is refused with 429 and Retry-After, an
+/// unknown user id is treated the same (no hint that an account exists), other users are not
+/// affected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_failed_logins_are_throttled() {
+    let db = TestDb::new(Kind::Postgres).await;
+    let s = server_on(&db).await;
+    let r = review_of(&s);
+    add_user(&r, "victim", &[UserRole::Analyst]).await;
+    add_user(&r, "bystander", &[UserRole::Analyst]).await;
+    let try_login = |user: &'static str, password: &'static str| {
+        let s = &s;
+        async move {
+            s.post(
+                "/v1/session",
+                None,
+                json!({"user_id": user, "password": password}).to_string(),
+            )
+            .await
+        }
+    };
+    for user in ["victim", "nobody"] {
+        for _ in 0..5 {
+            assert_eq!(try_login(user, "wrong password guess").await.status(), 401);
+        }
+        let refused = try_login(user, PASSWORD).await;
+        assert_eq!(refused.status(), 429, "{user}");
+        let retry: u64 = refused.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=15 * 60).contains(&retry), "{retry}");
+        let body: Value = refused.json().await.unwrap();
+        assert_eq!(body["error"], "too_many_attempts");
+    }
+    // A second node on the same database sees the same count.
+    let other_node = review_of(&s);
+    assert!(matches!(
+        other_node.login("victim", PASSWORD).await,
+        Err(aml_triage::review::ReviewServiceError::TooManyAttempts { .. })
+    ));
+    // Other users log in as usual, and a success clears an earlier failure.
+    assert_eq!(
+        try_login("bystander", "wrong password guess")
+            .await
+            .status(),
+        401
+    );
+    login(&s, "bystander").await;
+    assert!(
+        r.store()
+            .login_failures("bystander", chrono::Utc::now() - chrono::Duration::hours(1))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    s.stop().await;
+}
+
 /// A stub OIDC identity provider: discovery, JWKS and a token endpoint that checks PKCE and
 /// signs RS256 ID tokens with a key of its own. The test plays the browser and the user's
 /// consent by registering the code the IdP would issue.
