@@ -203,6 +203,12 @@ pub const KNOWN_KEYS: &[&str] = &[
     "SAR_CONTINUING_REVIEW_DAYS",
     "SAR_CONTINUING_FILE_DAYS",
     "REVIEW_SESSION_HOURS",
+    "REVIEW_LOCK_MINUTES",
+    "REVIEW_SLA_HOURS",
+    "QA_CONFIDENCE",
+    "CANARY_DEADLINE_SECONDS",
+    "LOGIN_MAX_FAILURES",
+    "LOGIN_WINDOW_MINUTES",
 ];
 
 /// Environment variable holding API keys as `key:role,key:role` (file key: `api_keys`).
@@ -513,6 +519,19 @@ pub struct Settings {
     pub sar_continuing_file_days: u32,
     /// Lifetime of an analyst's session.
     pub review_session_hours: u32,
+    /// How long a pull-next lock holds a case for its analyst.
+    pub review_lock_minutes: u32,
+    /// Service levels per priority, `PRIORITY=WARN/BREACH` hours (see
+    /// [`crate::domain::review::SlaTable`]).
+    pub review_sla_hours: String,
+    /// Confidence of the QA upper bound on the auto-clear miss rate.
+    pub qa_confidence: f64,
+    /// How long a canary may stay undecided before it counts as failed.
+    pub canary_deadline_seconds: u32,
+    /// Failed logins of one user id within the window after which passwords are not checked.
+    pub login_max_failures: u32,
+    /// The window of failed logins.
+    pub login_window_minutes: u32,
     /// OIDC issuer URL for analyst login (authorization code + PKCE); unset: local accounts
     /// only. Its discovery document is read from `{issuer}/.well-known/openid-configuration`.
     #[serde(default)]
@@ -653,6 +672,12 @@ impl Default for Settings {
             sar_continuing_review_days: 90,
             sar_continuing_file_days: 30,
             review_session_hours: 8,
+            review_lock_minutes: 30,
+            review_sla_hours: "CRITICAL=4/24,HIGH=24/72,MEDIUM=72/168,LOW=168/336".into(),
+            qa_confidence: 0.95,
+            canary_deadline_seconds: 300,
+            login_max_failures: 5,
+            login_window_minutes: 15,
             oidc_issuer: None,
             oidc_client_id: None,
             oidc_redirect_uri: None,
@@ -970,6 +995,26 @@ impl Settings {
         }
         if !(1..=168).contains(&self.review_session_hours) {
             return Err(bad("REVIEW_SESSION_HOURS", "must be between 1 and 168"));
+        }
+        if !(1..=1440).contains(&self.review_lock_minutes) {
+            return Err(bad("REVIEW_LOCK_MINUTES", "must be between 1 and 1440"));
+        }
+        crate::domain::review::SlaTable::parse(&self.review_sla_hours)
+            .map_err(|m| bad("REVIEW_SLA_HOURS", &m))?;
+        if !(self.qa_confidence.is_finite() && (0.5..1.0).contains(&self.qa_confidence)) {
+            return Err(bad("QA_CONFIDENCE", "must be at least 0.5 and below 1"));
+        }
+        if !(10..=86_400).contains(&self.canary_deadline_seconds) {
+            return Err(bad(
+                "CANARY_DEADLINE_SECONDS",
+                "must be between 10 and 86400",
+            ));
+        }
+        if !(1..=100).contains(&self.login_max_failures) {
+            return Err(bad("LOGIN_MAX_FAILURES", "must be between 1 and 100"));
+        }
+        if !(1..=1440).contains(&self.login_window_minutes) {
+            return Err(bad("LOGIN_WINDOW_MINUTES", "must be between 1 and 1440"));
         }
         if self.http_bind.parse::<std::net::SocketAddr>().is_err() {
             return Err(bad("HTTP_BIND", "must be ADDRESS:PORT, e.g. 0.0.0.0:8000"));
@@ -1425,6 +1470,25 @@ mod tests {
         assert!(e.to_string().contains("AUTO_CLEAR_THRESHOLD"), "{e}");
         let e = Settings::load_from(None, &env(&[("MAX_CONCURRENT_ALERTS", "lots")])).unwrap_err();
         assert!(e.to_string().contains("MAX_CONCURRENT_ALERTS"), "{e}");
+        for (key, value) in [
+            ("REVIEW_SLA_HOURS", "HIGH=1/2"),
+            ("QA_CONFIDENCE", "1.0"),
+            ("REVIEW_LOCK_MINUTES", "0"),
+            ("CANARY_DEADLINE_SECONDS", "5"),
+            ("LOGIN_MAX_FAILURES", "0"),
+            ("LOGIN_WINDOW_MINUTES", "0"),
+        ] {
+            let e = Settings::load_from(None, &env(&[(key, value)])).unwrap_err();
+            assert!(e.to_string().contains(key), "{key}: {e}");
+        }
+        let s = Settings::load_from(
+            None,
+            &env(&[("REVIEW_SLA_HOURS", "LOW=1/2"), ("QA_CONFIDENCE", "0.99")]),
+        )
+        .unwrap();
+        let review = crate::review::ReviewConfig::from_settings(&s);
+        assert_eq!(review.sla.for_priority("CRITICAL").breach_hours, 2);
+        assert_eq!(review.qa_confidence, 0.99);
     }
 
     #[test]

@@ -25,7 +25,7 @@ use serde_json::{Value, json};
 
 use crate::domain::review::four_eyes::{require, require_worker};
 use crate::domain::review::{
-    CaseAction, CaseState, HitDisposition, Outcome, ReviewError, SarClockConfig, Sla, SlaStatus,
+    CaseAction, CaseState, HitDisposition, Outcome, ReviewError, SarClockConfig, SlaStatus,
     UserRole, check_approval, check_close_request,
 };
 use crate::metrics::Metrics;
@@ -97,6 +97,8 @@ pub struct ReviewConfig {
     pub sprt: crate::domain::review::SprtConfig,
     /// How long a canary may stay undecided before it counts as failed.
     pub canary_deadline_seconds: i64,
+    /// Service levels per priority.
+    pub sla: crate::domain::review::SlaTable,
     /// Failed logins of one user id within the window after which passwords are not checked.
     pub login_max_failures: usize,
     /// The window of failed logins, in minutes.
@@ -112,6 +114,7 @@ impl Default for ReviewConfig {
             qa_confidence: 0.95,
             sprt: crate::domain::review::SprtConfig::default(),
             canary_deadline_seconds: 300,
+            sla: crate::domain::review::SlaTable::default(),
             login_max_failures: 5,
             login_window_minutes: 15,
         }
@@ -119,8 +122,8 @@ impl Default for ReviewConfig {
 }
 
 impl ReviewConfig {
-    /// The review settings of a configuration (`SAR_*`, `REVIEW_SESSION_HOURS`); the rest
-    /// keep their defaults.
+    /// The review settings of a configuration (`SAR_*`, `REVIEW_*`, `QA_CONFIDENCE`,
+    /// `CANARY_DEADLINE_SECONDS`, `LOGIN_*`); the SPRT parameters keep their defaults.
     pub fn from_settings(s: &crate::Settings) -> Self {
         Self {
             sar: SarClockConfig {
@@ -131,6 +134,13 @@ impl ReviewConfig {
                 ..SarClockConfig::default()
             },
             session_hours: i64::from(s.review_session_hours),
+            lock_minutes: i64::from(s.review_lock_minutes),
+            // Validated with the settings; a table that does not parse keeps the defaults.
+            sla: crate::domain::review::SlaTable::parse(&s.review_sla_hours).unwrap_or_default(),
+            qa_confidence: s.qa_confidence,
+            canary_deadline_seconds: i64::from(s.canary_deadline_seconds),
+            login_max_failures: s.login_max_failures as usize,
+            login_window_minutes: i64::from(s.login_window_minutes),
             ..Self::default()
         }
     }
@@ -578,7 +588,7 @@ impl Review {
 
     /// The case with its clocks at `now`.
     pub fn view(&self, case: CaseRecord, now: DateTime<Utc>) -> CaseView {
-        let sla = Sla::for_priority(&case.priority);
+        let sla = self.cfg.sla.for_priority(&case.priority);
         let (warn, breach) = sla.times(case.opened_at);
         let finished = case.state.is_terminal();
         let clocks = case.doc.determined_at.map(|d| {

@@ -103,6 +103,78 @@ impl SlaStatus {
     }
 }
 
+/// The service level of each priority (`REVIEW_SLA_HOURS`: `PRIORITY=WARN/BREACH,...`, e.g.
+/// `CRITICAL=4/24,HIGH=24/72,MEDIUM=72/168,LOW=168/336`, the default). A priority it does not
+/// name gets the `LOW` entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlaTable {
+    entries: Vec<(String, Sla)>,
+}
+
+impl Default for SlaTable {
+    fn default() -> Self {
+        SlaTable {
+            entries: ["CRITICAL", "HIGH", "MEDIUM", "LOW"]
+                .into_iter()
+                .map(|p| (p.to_string(), Sla::for_priority(p)))
+                .collect(),
+        }
+    }
+}
+
+impl SlaTable {
+    /// Parses `PRIORITY=WARN/BREACH,...`; every priority named must have 0 < warn <= breach,
+    /// and `LOW` must be present. The error says what is wrong.
+    pub fn parse(text: &str) -> Result<SlaTable, String> {
+        let mut entries: Vec<(String, Sla)> = Vec::new();
+        for item in text.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            let (priority, hours) = item
+                .split_once('=')
+                .ok_or_else(|| format!("`{item}` is not PRIORITY=WARN/BREACH"))?;
+            let priority = priority.trim().to_ascii_uppercase();
+            if !["CRITICAL", "HIGH", "MEDIUM", "LOW"].contains(&priority.as_str()) {
+                return Err(format!("unknown priority `{priority}`"));
+            }
+            let (warn, breach) = hours
+                .split_once('/')
+                .ok_or_else(|| format!("`{item}` is not PRIORITY=WARN/BREACH"))?;
+            let num = |v: &str| {
+                v.trim()
+                    .parse::<i64>()
+                    .map_err(|_| format!("`{}` in `{item}` is not a number of hours", v.trim()))
+            };
+            let (warn_hours, breach_hours) = (num(warn)?, num(breach)?);
+            if !(0 < warn_hours && warn_hours <= breach_hours && breach_hours <= 24 * 366) {
+                return Err(format!("`{item}`: need 0 < WARN <= BREACH <= 8784 hours"));
+            }
+            if entries.iter().any(|(p, _)| *p == priority) {
+                return Err(format!("`{priority}` is given twice"));
+            }
+            entries.push((
+                priority,
+                Sla {
+                    warn_hours,
+                    breach_hours,
+                },
+            ));
+        }
+        if !entries.iter().any(|(p, _)| p == "LOW") {
+            return Err("`LOW` is required (priorities not named use it)".into());
+        }
+        Ok(SlaTable { entries })
+    }
+
+    /// The SLA of a priority.
+    pub fn for_priority(&self, priority: &str) -> Sla {
+        self.entries
+            .iter()
+            .find(|(p, _)| p == priority)
+            .or_else(|| self.entries.iter().find(|(p, _)| p == "LOW"))
+            .map(|(_, s)| *s)
+            .unwrap_or_else(|| Sla::for_priority(priority))
+    }
+}
+
 /// A queue's service level: how long a case may stay unfinished.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Sla {
@@ -190,5 +262,27 @@ mod tests {
         assert_eq!(s.status(o, o + Duration::hours(4)), SlaStatus::Warn);
         assert_eq!(s.status(o, o + Duration::hours(24)), SlaStatus::Breach);
         assert!(Sla::for_priority("LOW").breach_hours > s.breach_hours);
+    }
+
+    #[test]
+    fn sla_table_parses_and_refuses_naming_the_problem() {
+        let t = SlaTable::parse("critical=2/8, LOW=100/200").unwrap();
+        assert_eq!(t.for_priority("CRITICAL").breach_hours, 8);
+        assert_eq!(t.for_priority("HIGH").warn_hours, 100, "unnamed: LOW's");
+        assert_eq!(
+            SlaTable::default().for_priority("HIGH"),
+            Sla::for_priority("HIGH")
+        );
+        for (bad, says) in [
+            ("HIGH=1/2", "LOW"),
+            ("LOW=5/2", "WARN <= BREACH"),
+            ("LOW=x/2", "not a number"),
+            ("URGENT=1/2,LOW=1/2", "unknown priority"),
+            ("LOW=1/2,LOW=1/3", "twice"),
+            ("LOW", "PRIORITY=WARN/BREACH"),
+        ] {
+            let e = SlaTable::parse(bad).unwrap_err();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
     }
 }

@@ -12,7 +12,7 @@ pub mod sampling;
 pub mod stats;
 
 pub use case::{CaseAction, CaseState, HitDisposition, Outcome, PendingRequest};
-pub use clocks::{SarClockConfig, SarClocks, Sla, SlaStatus};
+pub use clocks::{SarClockConfig, SarClocks, Sla, SlaStatus, SlaTable};
 pub use four_eyes::{UserRole, check_approval, check_close_request};
 pub use sampling::{Drawn, SampleItem, SamplingPlan, draw_stratified, period_bounds};
 pub use stats::{SprtConfig, SprtDecision, SprtState, clopper_pearson_upper, sprt};
