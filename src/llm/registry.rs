@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::anthropic::{ANTHROPIC_PROVIDER, AnthropicProvider};
-use super::http::{CircuitBreaker, Resilient};
+use super::http::{Budget, CircuitBreaker, Resilient};
 use super::offline::OfflineProvider;
 use super::openai::{JsonMode, OPENAI_PROVIDER, OpenAiProvider};
 use super::pii::Pseudonymising;
@@ -98,7 +98,10 @@ impl ProviderRegistry {
                         JsonMode::parse(&settings.openai_response_format)
                             .unwrap_or(JsonMode::JsonObject),
                     )
-                    .map_err(|e| invalid("OPENAI_BASE_URL", e))?,
+                    .map_err(|e| invalid("OPENAI_BASE_URL", e))?
+                    .with_first_token_timeout(Some(Duration::from_secs_f64(
+                        settings.llm_first_token_timeout_seconds,
+                    ))),
                 ),
                 other => {
                     return Err(ConfigError::Invalid {
@@ -113,8 +116,30 @@ impl ProviderRegistry {
                 cooldown,
             ));
             circuits.push(breaker.clone());
-            let guarded: Arc<dyn LlmProvider> =
-                Arc::new(Resilient::new(raw, breaker, timeout, prices.clone()));
+            let (max_concurrency, budget) = if name == ANTHROPIC_PROVIDER {
+                (
+                    settings.anthropic_max_concurrency,
+                    Budget::new(
+                        name,
+                        settings.anthropic_daily_token_budget,
+                        settings.anthropic_daily_cost_budget_usd,
+                    ),
+                )
+            } else {
+                (
+                    settings.openai_max_concurrency,
+                    Budget::new(
+                        name,
+                        settings.openai_daily_token_budget,
+                        settings.openai_daily_cost_budget_usd,
+                    ),
+                )
+            };
+            let guarded: Arc<dyn LlmProvider> = Arc::new(
+                Resilient::new(raw, breaker, timeout, prices.clone())
+                    .with_max_concurrency(max_concurrency)
+                    .with_budget(Arc::new(budget)),
+            );
             let provider: Arc<dyn LlmProvider> = if settings.llm_pii_minimisation {
                 Arc::new(Pseudonymising::new(guarded))
             } else {

@@ -34,6 +34,7 @@ fn request(prompt: &str) -> LlmRequest {
         max_tokens: 100,
         schema: None,
         sensitive: vec![],
+        spend: Default::default(),
     }
 }
 
