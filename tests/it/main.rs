@@ -14,6 +14,7 @@ mod input;
 mod layering;
 mod lists;
 mod llm;
+mod llm_gaps;
 mod mq;
 mod mq_support;
 mod redis_state;
