@@ -100,7 +100,10 @@ pub struct StepEnvelope {
 /// What the model calls of one step cost so far: shared by the step's attempts and the
 /// providers they call, so calls whose answers were rejected or abandoned are counted too.
 #[derive(Debug, Clone, Default)]
-pub struct Spend(Arc<std::sync::Mutex<(SpendTotals, Option<(String, String)>)>>);
+pub struct Spend(Arc<std::sync::Mutex<Ledger>>);
+
+/// The totals and the (provider, model) that took the calls.
+type Ledger = (SpendTotals, Option<(String, String)>);
 
 /// Totals of a [`Spend`].
 #[derive(Debug, Clone, Copy, Default, PartialEq)]

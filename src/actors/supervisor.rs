@@ -686,6 +686,7 @@ impl Progress {
     }
 
     /// Records a finished step: metrics, the journal entry (queued) and its contribution.
+    #[allow(clippy::too_many_arguments)]
     async fn record_step<O: Serialize>(
         &mut self,
         kind: AgentKind,
