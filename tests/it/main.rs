@@ -15,6 +15,7 @@ mod layering;
 mod lists;
 mod llm;
 mod llm_gaps;
+mod llm_local;
 mod mq;
 mod mq_support;
 mod redis_state;
