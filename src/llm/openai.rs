@@ -236,7 +236,13 @@ impl OpenAiProvider {
             } else {
                 response.chunk().await
             };
-            let Some(bytes) = chunk.map_err(transport_error)? else {
+            // A stream cut short (the server died or closed it) is a transport failure, not
+            // an unusable answer: retried, and counted against the circuit.
+            let Some(bytes) = chunk.map_err(|e| match e.is_timeout() {
+                true => LlmError::Timeout,
+                false => LlmError::Transport(format!("stream: {}", e.without_url())),
+            })?
+            else {
                 break;
             };
             buf.push_str(&String::from_utf8_lossy(&bytes));
