@@ -323,13 +323,15 @@ impl StreamAnswer {
     }
 
     fn finish(self, request: &LlmRequest) -> Result<LlmResponse, LlmError> {
-        answer(
-            self.text,
-            self.finish_reason,
-            self.model,
-            self.usage,
-            request,
-        )
+        // Servers that ignore `stream_options.include_usage` (llama-cpp-python 0.3) send no
+        // usage in a stream: estimated at 4 characters a token rather than counted as free.
+        let usage = self.usage.or_else(|| {
+            Some(ChatUsage {
+                prompt_tokens: ((request.system.len() + request.prompt.len()) / 4) as u64,
+                completion_tokens: (self.text.len() / 4) as u64,
+            })
+        });
+        answer(self.text, self.finish_reason, self.model, usage, request)
     }
 }
 
