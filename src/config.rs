@@ -41,6 +41,9 @@ pub enum JsonMode {
     JsonSchema,
     /// `{"type":"json_object","schema":{...}}` (llama-cpp-python's server).
     JsonObjectSchema,
+    /// No `response_format` at all: plain text, the schema only in the prompt (the last
+    /// fallback for servers that know no JSON mode).
+    Text,
 }
 
 impl JsonMode {
@@ -50,7 +53,28 @@ impl JsonMode {
             "json_object" => Some(Self::JsonObject),
             "json_schema" => Some(Self::JsonSchema),
             "json_object_schema" => Some(Self::JsonObjectSchema),
+            "text" => Some(Self::Text),
             _ => None,
+        }
+    }
+
+    /// The config value naming this mode.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::JsonObject => "json_object",
+            Self::JsonSchema => "json_schema",
+            Self::JsonObjectSchema => "json_object_schema",
+            Self::Text => "text",
+        }
+    }
+
+    /// The format to try when a server rejects this one: `json_schema` and
+    /// `json_object_schema` fall back to `json_object`, which falls back to `text`.
+    pub fn fallback(self) -> Option<Self> {
+        match self {
+            Self::JsonSchema | Self::JsonObjectSchema => Some(Self::JsonObject),
+            Self::JsonObject => Some(Self::Text),
+            Self::Text => None,
         }
     }
 }
@@ -158,6 +182,13 @@ pub const KNOWN_KEYS: &[&str] = &[
     // Cluster-wide request rate per model provider (issue 16).
     "ANTHROPIC_RATE_LIMIT_RPM",
     "OPENAI_RATE_LIMIT_RPM",
+    "LLM_FIRST_TOKEN_TIMEOUT_SECONDS",
+    "ANTHROPIC_MAX_CONCURRENCY",
+    "OPENAI_MAX_CONCURRENCY",
+    "ANTHROPIC_DAILY_TOKEN_BUDGET",
+    "OPENAI_DAILY_TOKEN_BUDGET",
+    "ANTHROPIC_DAILY_COST_BUDGET_USD",
+    "OPENAI_DAILY_COST_BUDGET_USD",
     // HTTP ingress, metrics and traces (issue 7).
     "HTTP_BIND",
     "PROMETHEUS_PORT",
@@ -462,6 +493,30 @@ pub struct Settings {
     pub anthropic_rate_limit_rpm: u32,
     /// Requests per minute to the OpenAI-compatible provider across every node (0: no limit).
     pub openai_rate_limit_rpm: u32,
+    /// Stream answers and give up when no token came within this many seconds (0: no
+    /// streaming, the request timeout alone applies). OpenAI-compatible servers only.
+    #[serde(default)]
+    pub llm_first_token_timeout_seconds: f64,
+    /// Calls in flight to Anthropic at once; more wait for a slot under the step's deadline
+    /// (0: no limit).
+    #[serde(default = "default_max_concurrency")]
+    pub anthropic_max_concurrency: usize,
+    /// Calls in flight to the OpenAI-compatible server at once (0: no limit).
+    #[serde(default = "default_max_concurrency")]
+    pub openai_max_concurrency: usize,
+    /// Tokens (in + out) per UTC day for Anthropic, per process; over it model steps degrade
+    /// (0: no budget).
+    #[serde(default)]
+    pub anthropic_daily_token_budget: u64,
+    /// Tokens (in + out) per UTC day for the OpenAI-compatible provider (0: no budget).
+    #[serde(default)]
+    pub openai_daily_token_budget: u64,
+    /// US dollars per UTC day for Anthropic (0: no budget).
+    #[serde(default)]
+    pub anthropic_daily_cost_budget_usd: f64,
+    /// US dollars per UTC day for the OpenAI-compatible provider (0: no budget).
+    #[serde(default)]
+    pub openai_daily_cost_budget_usd: f64,
     /// Address `serve` listens on.
     pub http_bind: String,
     /// Port of the second listener serving `/metrics` without a key (0: none).
@@ -650,6 +705,13 @@ impl Default for Settings {
             llm_circuit_cooldown_seconds: 30.0,
             anthropic_rate_limit_rpm: 0,
             openai_rate_limit_rpm: 0,
+            llm_first_token_timeout_seconds: 0.0,
+            anthropic_max_concurrency: default_max_concurrency(),
+            openai_max_concurrency: default_max_concurrency(),
+            anthropic_daily_token_budget: 0,
+            openai_daily_token_budget: 0,
+            anthropic_daily_cost_budget_usd: 0.0,
+            openai_daily_cost_budget_usd: 0.0,
             http_bind: "0.0.0.0:8000".into(),
             prometheus_port: 9090,
             api_keys: ApiKeys::default(),
@@ -698,6 +760,10 @@ impl Default for Settings {
             http_max_connections: 256,
         }
     }
+}
+
+fn default_max_concurrency() -> usize {
+    4
 }
 
 fn default_node_id() -> String {
@@ -1256,7 +1322,7 @@ impl Settings {
         if JsonMode::parse(&self.openai_response_format).is_none() {
             return Err(bad(
                 "OPENAI_RESPONSE_FORMAT",
-                "must be json_object, json_schema or json_object_schema".into(),
+                "must be json_object, json_schema, json_object_schema or text".into(),
             ));
         }
         let t = self.llm_request_timeout_seconds;
@@ -1267,6 +1333,27 @@ impl Settings {
             ));
         }
         crate::pricing::PriceTable::parse(&self.llm_prices).map_err(|m| bad("LLM_PRICES", m))?;
+        let f = self.llm_first_token_timeout_seconds;
+        if !(f.is_finite() && (0.0..=3600.0).contains(&f)) {
+            return Err(bad(
+                "LLM_FIRST_TOKEN_TIMEOUT_SECONDS",
+                format!("must be a number of seconds in [0, 3600], got {f}"),
+            ));
+        }
+        for (key, usd) in [
+            (
+                "ANTHROPIC_DAILY_COST_BUDGET_USD",
+                self.anthropic_daily_cost_budget_usd,
+            ),
+            (
+                "OPENAI_DAILY_COST_BUDGET_USD",
+                self.openai_daily_cost_budget_usd,
+            ),
+        ] {
+            if !(usd.is_finite() && usd >= 0.0) {
+                return Err(bad(key, format!("must be a number >= 0, got {usd}")));
+            }
+        }
         if self.llm_circuit_failures == 0 {
             return Err(bad("LLM_CIRCUIT_FAILURES", "must be at least 1".into()));
         }

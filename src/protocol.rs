@@ -52,6 +52,10 @@ pub enum LlmError {
     /// The provider could not be reached.
     #[error("provider unreachable: {0}")]
     Transport(String),
+    /// The provider's daily token or cost budget is spent: no call is made until the next
+    /// UTC day (never retried; the step degrades).
+    #[error("daily budget of provider {0} exhausted")]
+    BudgetExhausted(String),
 }
 
 impl LlmError {
@@ -88,6 +92,60 @@ pub struct StepEnvelope {
     pub cancel: CancellationToken,
     /// The alert's trace span, so agent spans join the alert's trace.
     pub span: tracing::Span,
+    /// Tokens and cost of every model call made for this step, over all its attempts,
+    /// whatever becomes of the step (a degraded step's calls are still paid for).
+    pub spend: Spend,
+}
+
+/// What the model calls of one step cost so far: shared by the step's attempts and the
+/// providers they call, so calls whose answers were rejected or abandoned are counted too.
+#[derive(Debug, Clone, Default)]
+pub struct Spend(Arc<std::sync::Mutex<Ledger>>);
+
+/// The totals and the (provider, model) that took the calls.
+type Ledger = (SpendTotals, Option<(String, String)>);
+
+/// Totals of a [`Spend`].
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct SpendTotals {
+    /// Calls that reported usage.
+    pub calls: u64,
+    /// Tokens sent.
+    pub tokens_in: u64,
+    /// Tokens received.
+    pub tokens_out: u64,
+    /// Cost in US dollars.
+    pub cost_usd: f64,
+}
+
+impl Spend {
+    /// Adds one call's usage.
+    pub fn add(&self, tokens_in: u64, tokens_out: u64, cost_usd: f64) {
+        let mut g = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let t = &mut g.0;
+        t.calls += 1;
+        t.tokens_in += tokens_in;
+        t.tokens_out += tokens_out;
+        if cost_usd.is_finite() && cost_usd > 0.0 {
+            t.cost_usd += cost_usd;
+        }
+    }
+
+    /// The totals so far.
+    pub fn totals(&self) -> SpendTotals {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).0
+    }
+
+    /// Names the provider and model that took the calls (the last one named wins).
+    pub fn bill_to(&self, provider: &str, model: &str) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).1 =
+            Some((provider.to_string(), model.to_string()));
+    }
+
+    /// (provider, model) that took the calls, when a call was made.
+    pub fn source(&self) -> Option<(String, String)> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).1.clone()
+    }
 }
 
 /// Provenance of a step's output.
@@ -118,6 +176,18 @@ impl StepMeta {
             model: "fallback".into(),
             ..Default::default()
         }
+    }
+
+    /// This provenance with the usage of every call of the step (all attempts, including
+    /// answers that were rejected and calls of a step that finally degraded).
+    pub fn with_spend(mut self, spend: &Spend) -> Self {
+        let t = spend.totals();
+        if t.calls > 0 {
+            self.tokens_in = self.tokens_in.max(t.tokens_in);
+            self.tokens_out = self.tokens_out.max(t.tokens_out);
+            self.cost_usd = self.cost_usd.max(t.cost_usd);
+        }
+        self
     }
 }
 

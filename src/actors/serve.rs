@@ -37,6 +37,7 @@ pub async fn serve_step(agents: &Agents, request: StepRequest) -> StepResponse {
         deadline: Instant::now() + timeout,
         cancel,
         span: tracing::Span::current(),
+        spend: Default::default(),
     };
     let missing = |what: &str| {
         StepResponse::failed(

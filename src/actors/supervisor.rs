@@ -36,8 +36,8 @@ use crate::domain::decision::{AgentContribution, Decision, Disposition, RiskLeve
 use crate::domain::facts::{EnrichmentFacts, Factor};
 use crate::domain::policy::{self, ScreeningSummary, Thresholds};
 use crate::error::TriageError;
-use crate::llm::LlmError;
 use crate::llm::check::{self, CheckVerdict, Checker};
+use crate::llm::{LlmError, Spend};
 use crate::messages::context::BuildContext;
 use crate::messages::control::StopAgent;
 use crate::messages::decision::{Decide, DecisionProposal};
@@ -580,7 +580,8 @@ impl Progress {
         }
         let started = Instant::now();
         self.shared.cfg.metrics.step_started(kind.as_str());
-        let outcome = call_agent(slot, kind, &self.shared.cfg, &self.alert, make).await;
+        let spend = Spend::default();
+        let outcome = call_agent(slot, kind, &self.shared.cfg, &self.alert, &spend, make).await;
         let latency_ms = started.elapsed().as_millis() as u64;
         let (output, meta, attempts, error) = match outcome {
             Ok((reply, attempts)) => (reply.output, reply.meta, attempts, None),
@@ -591,7 +592,8 @@ impl Progress {
                 (output, meta, attempts, Some(e.to_string()))
             }
         };
-        self.record_step(kind, &output, meta, attempts, latency_ms, error)
+        let meta = meta.with_spend(&spend);
+        self.record_step(kind, &output, meta, &spend, attempts, latency_ms, error)
             .await?;
         Ok(output)
     }
@@ -619,7 +621,8 @@ impl Progress {
             notes: vec![format!("skipped: {why}")],
             ..Default::default()
         };
-        self.record_step(kind, &output, meta, 0, 0, None).await?;
+        self.record_step(kind, &output, meta, &Spend::default(), 0, 0, None)
+            .await?;
         if let Some(c) = self.contributions.last_mut() {
             c.note = Some(format!("skipped: {why}"));
         }
@@ -683,6 +686,7 @@ impl Progress {
         let citable = citable_ids(facts, risk);
         let started = Instant::now();
         self.shared.cfg.metrics.step_started(kind.as_str());
+        let spend = Spend::default();
         let mut attempt = 0u32;
         let mut panicked_before = false;
         let outcome = loop {
@@ -690,13 +694,16 @@ impl Progress {
             // Panic-isolated like an agent's request: a panic fails this attempt only.
             let check = contain_async(async {
                 checker
-                    .check(&self.alert, facts, risk, proposal, &citable)
+                    .check(&self.alert, facts, risk, proposal, &citable, &spend)
                     .await
             });
             // Dropping the check on timeout cancels its model call.
             let r = tokio::time::timeout(timeout, check)
                 .await
                 .unwrap_or(Err(AgentError::Llm(LlmError::Timeout)));
+            if let Err(AgentError::Llm(LlmError::BudgetExhausted(provider))) = &r {
+                self.shared.cfg.metrics.llm_budget_exhausted(provider);
+            }
             match r {
                 Err(AgentError::Panicked(_)) if panicked_before => break r,
                 Err(e) if e.is_retryable() && attempt <= retry.max_retries => {
@@ -722,28 +729,36 @@ impl Progress {
                 )
             }
         };
-        self.record_step(kind, &verdict, meta, attempt, latency_ms, error)
+        let meta = meta.with_spend(&spend);
+        self.record_step(kind, &verdict, meta, &spend, attempt, latency_ms, error)
             .await?;
         Ok(verdict)
     }
 
     /// Records a finished step: metrics, the journal entry (queued) and its contribution.
+    #[allow(clippy::too_many_arguments)]
     async fn record_step<O: Serialize>(
         &mut self,
         kind: AgentKind,
         output: &O,
         meta: StepMeta,
+        spend: &Spend,
         attempts: u32,
         latency_ms: u64,
         error: Option<String>,
     ) -> Result<(), TriageError> {
         let metrics = &self.shared.cfg.metrics;
         metrics.step(kind.as_str(), latency_ms as f64 / 1000.0, error.is_some());
-        if error.is_none() && meta.provider != DETERMINISTIC {
+        // A degraded step's calls are paid for too: counted under the provider that took them.
+        let billed = match spend.source() {
+            Some(source) if meta.provider == DETERMINISTIC => source,
+            _ => (meta.provider.clone(), meta.model.clone()),
+        };
+        if billed.0 != DETERMINISTIC {
             metrics.llm_call(
                 kind.as_str(),
-                &meta.provider,
-                &meta.model,
+                &billed.0,
+                &billed.1,
                 meta.tokens_in,
                 meta.tokens_out,
                 meta.cost_usd,
@@ -829,6 +844,7 @@ async fn call_agent<A, M, O>(
     kind: AgentKind,
     cfg: &PipelineConfig,
     alert: &Arc<Alert>,
+    spend: &Spend,
     make: impl Fn(StepEnvelope) -> M,
 ) -> Result<(crate::messages::StepReply<O>, u32), (AgentError, u32)>
 where
@@ -855,6 +871,7 @@ where
                     deadline: Instant::now() + timeout,
                     cancel,
                     span: tracing::Span::current(),
+                    spend: spend.clone(),
                 };
                 match tokio::time::timeout(timeout + CALLER_GRACE, addr.send(make(env))).await {
                     Ok(Ok(Ok(reply))) => return Ok((reply, attempt)),
@@ -869,6 +886,9 @@ where
             }
         };
         cfg.metrics.step_error(kind.as_str(), error.kind());
+        if let AgentError::Llm(LlmError::BudgetExhausted(provider)) = &error {
+            cfg.metrics.llm_budget_exhausted(provider);
+        }
         let panicked = matches!(error, AgentError::Panicked(_));
         if panicked && panicked_before {
             tracing::warn!(agent = %kind, attempt, error = %error, "panicked twice on the same input: deterministic, not retried");

@@ -76,9 +76,14 @@ pub(crate) fn transport_error(e: reqwest::Error) -> LlmError {
 }
 
 /// Turns a 200 body into a response; truncated output is unusable.
-fn parse_body(body: &str, asked_model: &str) -> Result<LlmResponse, LlmError> {
+fn parse_body(body: &str, request: &LlmRequest) -> Result<LlmResponse, LlmError> {
+    let asked_model = request.model.as_str();
     let r: MessagesResponse = serde_json::from_str(body)
         .map_err(|e| LlmError::Malformed(format!("not a Messages API response: {e}")))?;
+    // Paid for even when the answer is unusable below.
+    request
+        .spend
+        .add(r.usage.input_tokens, r.usage.output_tokens, 0.0);
     if r.stop_reason.as_deref() == Some("max_tokens") {
         return Err(LlmError::Malformed("output truncated at max_tokens".into()));
     }
@@ -145,7 +150,7 @@ impl LlmProvider for AnthropicProvider {
                     &this.key.redact(&message),
                 ));
             }
-            parse_body(&text, &request.model)
+            parse_body(&text, &request)
         })
     }
 }

@@ -165,28 +165,111 @@ impl CircuitBreaker {
     }
 }
 
-/// Wraps a remote provider with the per-attempt timeout, its circuit breaker and pricing.
+/// A provider's per-day budget (UTC days, this process): tokens (in + out) and US dollars;
+/// 0 means no limit. Once spent, calls are refused with [`LlmError::BudgetExhausted`] until the
+/// day ends, so model steps degrade (and a degraded step never auto-clears).
+#[derive(Debug)]
+pub struct Budget {
+    name: String,
+    tokens: u64,
+    cost_usd: f64,
+    spent: Mutex<(chrono::NaiveDate, u64, f64)>,
+}
+
+impl Budget {
+    /// A budget of `tokens` and `cost_usd` per day for provider `name` (0: unlimited).
+    pub fn new(name: impl Into<String>, tokens: u64, cost_usd: f64) -> Self {
+        Self {
+            name: name.into(),
+            tokens,
+            cost_usd: if cost_usd.is_finite() { cost_usd } else { 0.0 },
+            spent: Mutex::new((chrono::Utc::now().date_naive(), 0, 0.0)),
+        }
+    }
+
+    /// No limit.
+    pub fn unlimited(name: impl Into<String>) -> Self {
+        Self::new(name, 0, 0.0)
+    }
+
+    fn today(&self) -> std::sync::MutexGuard<'_, (chrono::NaiveDate, u64, f64)> {
+        let mut s = self.spent.lock().unwrap_or_else(|p| p.into_inner());
+        let day = chrono::Utc::now().date_naive();
+        if s.0 != day {
+            *s = (day, 0, 0.0);
+        }
+        s
+    }
+
+    /// Records a call's usage.
+    pub fn add(&self, tokens: u64, cost_usd: f64) {
+        let mut s = self.today();
+        s.1 = s.1.saturating_add(tokens);
+        if cost_usd.is_finite() && cost_usd > 0.0 {
+            s.2 += cost_usd;
+        }
+    }
+
+    /// Whether today's budget is spent.
+    pub fn exhausted(&self) -> bool {
+        let s = self.today();
+        (self.tokens > 0 && s.1 >= self.tokens) || (self.cost_usd > 0.0 && s.2 >= self.cost_usd)
+    }
+
+    /// (tokens, US dollars) spent today.
+    pub fn spent_today(&self) -> (u64, f64) {
+        let s = self.today();
+        (s.1, s.2)
+    }
+
+    /// The provider this budget belongs to.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// Wraps a remote provider with its concurrency limit, daily budget, circuit breaker,
+/// per-attempt timeout and pricing.
 pub struct Resilient {
     inner: Arc<dyn LlmProvider>,
     breaker: Arc<CircuitBreaker>,
     timeout: Duration,
     prices: Arc<PriceTable>,
+    slots: Option<Arc<tokio::sync::Semaphore>>,
+    budget: Arc<Budget>,
 }
 
 impl Resilient {
-    /// Guards `inner`.
+    /// Guards `inner` (no concurrency limit, no budget).
     pub fn new(
         inner: Arc<dyn LlmProvider>,
         breaker: Arc<CircuitBreaker>,
         timeout: Duration,
         prices: Arc<PriceTable>,
     ) -> Self {
+        let budget = Arc::new(Budget::unlimited(inner.name()));
         Self {
             inner,
             breaker,
             timeout,
             prices,
+            slots: None,
+            budget,
         }
+    }
+
+    /// At most `max` calls in flight (0: no limit). Calls beyond it wait for a slot, for as
+    /// long as their caller waits (the step's deadline); the per-attempt timeout starts once
+    /// a slot is taken, so a queued call does not time out on the server.
+    pub fn with_max_concurrency(mut self, max: usize) -> Self {
+        self.slots = (max > 0).then(|| Arc::new(tokio::sync::Semaphore::new(max)));
+        self
+    }
+
+    /// Refuses calls once `budget` is spent for the day.
+    pub fn with_budget(mut self, budget: Arc<Budget>) -> Self {
+        self.budget = budget;
+        self
     }
 }
 
@@ -199,29 +282,62 @@ impl LlmProvider for Resilient {
         self.inner.needs_prompt()
     }
 
-    fn complete(&self, request: LlmRequest) -> BoxFuture<'static, Result<LlmResponse, LlmError>> {
-        let (inner, breaker, timeout, prices) = (
+    fn complete(
+        &self,
+        mut request: LlmRequest,
+    ) -> BoxFuture<'static, Result<LlmResponse, LlmError>> {
+        let (inner, breaker, timeout, prices, slots, budget) = (
             self.inner.clone(),
             self.breaker.clone(),
             self.timeout,
             self.prices.clone(),
+            self.slots.clone(),
+            self.budget.clone(),
         );
         Box::pin(async move {
+            if budget.exhausted() {
+                return Err(LlmError::BudgetExhausted(budget.name().to_string()));
+            }
+            // Queued here, not on the server; dropping this future leaves the queue.
+            let _slot = match &slots {
+                Some(s) => Some(
+                    s.clone()
+                        .acquire_owned()
+                        .await
+                        .map_err(|_| LlmError::Transport("provider queue closed".into()))?,
+                ),
+                None => None,
+            };
             let permit = breaker.acquire()?;
             let priced_model = request.model.clone();
+            // The inner provider reports raw usage here; it is priced and passed on below.
+            let step_spend = std::mem::take(&mut request.spend);
+            let call_spend = request.spend.clone();
             let result = match tokio::time::timeout(timeout, inner.complete(request)).await {
                 Ok(r) => r,
                 // Dropping the inner future here cancels the HTTP request.
                 Err(_) => Err(LlmError::Timeout),
             };
             permit.record(&result);
-            result.map(|mut r| {
+            let model = match &result {
+                Ok(r) if prices.knows(&r.model) => r.model.clone(),
                 // Price by the model we asked for: providers may answer with a dated alias.
-                let model = if prices.knows(&r.model) {
-                    r.model.clone()
-                } else {
-                    priced_model
-                };
+                _ => priced_model,
+            };
+            let mut used = call_spend.totals();
+            if let (0, Ok(r)) = (used.calls, &result) {
+                // A provider that does not report into the ledger: its answer's usage.
+                used.calls = 1;
+                used.tokens_in = r.tokens_in;
+                used.tokens_out = r.tokens_out;
+            }
+            let cost = prices.cost(&model, used.tokens_in, used.tokens_out);
+            if used.calls > 0 {
+                step_spend.bill_to(inner.name(), &model);
+                step_spend.add(used.tokens_in, used.tokens_out, cost);
+                budget.add(used.tokens_in + used.tokens_out, cost);
+            }
+            result.map(|mut r| {
                 r.cost_usd = prices.cost(&model, r.tokens_in, r.tokens_out);
                 r
             })

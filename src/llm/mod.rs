@@ -78,6 +78,9 @@ pub struct LlmRequest {
     pub schema: Option<serde_json::Value>,
     /// Personal data in the prompt, pseudonymised before an external provider sees it.
     pub sensitive: Vec<pii::Sensitive>,
+    /// Where the call's usage is recorded, whether or not its answer is used (the step's
+    /// ledger; a fresh one when nobody reads it).
+    pub spend: Spend,
 }
 
 /// One response.
@@ -99,6 +102,8 @@ pub struct LlmResponse {
 
 /// A provider failure (defined in the step protocol; re-exported here).
 pub use crate::protocol::LlmError;
+/// A step's usage ledger (defined in the step protocol; re-exported here).
+pub use crate::protocol::{Spend, SpendTotals};
 
 /// A language-model provider.
 pub trait LlmProvider: Send + Sync + 'static {

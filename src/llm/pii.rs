@@ -1,11 +1,14 @@
 //! PII minimisation for external providers: customer and counterparty names, dates of birth,
-//! account numbers and street addresses are replaced by stable per-request tokens
-//! (`PERSON_1`, `DOB_1`, `ACCOUNT_1`, `ADDRESS_1`) before a prompt leaves the process, and
-//! the tokens are mapped back in the answer.
+//! account numbers, street addresses, postal codes and cities are replaced by stable
+//! per-request tokens (`PERSON_1`, `DOB_1`, `ACCOUNT_1`, `ADDRESS_1`, `POSTCODE_1`, `CITY_1`)
+//! before a prompt leaves the process, and the tokens are mapped back in the answer.
 //!
 //! Values are found by exact (ASCII case-insensitive) text match in every form they take in a
-//! prompt: raw, JSON-escaped and as fenced by [`super::prompts::fence_untrusted`]. Values
-//! shorter than three characters are left alone: replacing them would mangle unrelated text.
+//! prompt: raw, JSON-escaped and as fenced by [`super::prompts::fence_untrusted`]. A match
+//! counts only on word boundaries: a value that starts (ends) with a letter or digit is not
+//! replaced where a letter or digit precedes (follows) it, so postal code `62701` leaves the
+//! amount `627010` alone and city `Split` leaves `splitting`. Values shorter than three
+//! characters are left alone: replacing them would mangle unrelated text.
 
 use std::sync::Arc;
 
@@ -26,6 +29,10 @@ pub enum PiiKind {
     Account,
     /// A street address.
     Address,
+    /// A postal code.
+    PostalCode,
+    /// A city.
+    City,
 }
 
 impl PiiKind {
@@ -35,6 +42,8 @@ impl PiiKind {
             PiiKind::Dob => "DOB",
             PiiKind::Account => "ACCOUNT",
             PiiKind::Address => "ADDRESS",
+            PiiKind::PostalCode => "POSTCODE",
+            PiiKind::City => "CITY",
         }
     }
 }
@@ -70,6 +79,8 @@ pub fn sensitive_of(alert: &Alert) -> Vec<Sensitive> {
     add(PiiKind::Account, &c.customer_id);
     for a in &c.addresses {
         add(PiiKind::Address, &a.street);
+        add(PiiKind::PostalCode, &a.postal_code);
+        add(PiiKind::City, &a.city);
     }
     for t in &alert.transactions {
         if let Some(cp) = &t.counterparty {
@@ -99,7 +110,7 @@ impl Pseudonymiser {
     pub fn new(items: &[Sensitive]) -> Self {
         let mut p = Self::default();
         let mut seen: Vec<(String, String)> = Vec::new();
-        let mut counts = [0u32; 4];
+        let mut counts = [0u32; 6];
         for item in items {
             let key = item.value.to_ascii_lowercase();
             if seen.iter().any(|(k, _)| *k == key) {
@@ -148,18 +159,27 @@ impl Pseudonymiser {
     }
 }
 
-/// Replaces `needle` in `hay`, ignoring ASCII case (byte offsets are unchanged by ASCII
-/// lower-casing, so positions found in the lowered copy are valid in the original).
+/// Replaces `needle` in `hay` on word boundaries, ignoring ASCII case (byte offsets are
+/// unchanged by ASCII lower-casing, so positions found in the lowered copy are valid in the
+/// original).
 fn replace_ascii_ci(hay: &str, needle: &str, with: &str) -> String {
     if needle.is_empty() {
         return hay.to_string();
     }
+    let word = |c: Option<char>| c.is_some_and(char::is_alphanumeric);
+    let (starts_word, ends_word) = (word(needle.chars().next()), word(needle.chars().last()));
     let lower_hay = hay.to_ascii_lowercase();
     let lower_needle = needle.to_ascii_lowercase();
     let mut out = String::with_capacity(hay.len());
     let mut last = 0;
     for (i, _) in lower_hay.match_indices(&lower_needle) {
         if i < last {
+            continue;
+        }
+        let end = i + needle.len();
+        if (starts_word && word(hay[..i].chars().next_back()))
+            || (ends_word && word(hay[end..].chars().next()))
+        {
             continue;
         }
         out.push_str(&hay[last..i]);
@@ -240,6 +260,8 @@ mod tests {
         assert!(!out.contains("ACC-991") && !out.contains("1980"), "{out}");
         assert!(out.contains("PERSON_1") && out.contains("ACCOUNT_1") && out.contains("DOB_1"));
         assert!(!out.contains("PERSON_2"), "same person, one token: {out}");
+        // Word boundaries: part of a longer word or number is left alone.
+        assert_eq!(p.apply("ACC-9910 x1980-02-03"), "ACC-9910 x1980-02-03");
         let back = p.restore(r#"{"r":"PERSON_1 used ACCOUNT_1"}"#);
         let v: serde_json::Value = serde_json::from_str(&back).unwrap();
         assert_eq!(v["r"], "Jane O'Roe used ACC-991");

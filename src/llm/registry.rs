@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use super::anthropic::{ANTHROPIC_PROVIDER, AnthropicProvider};
 use super::gate::Gated;
-use super::http::{CircuitBreaker, Resilient};
+use super::http::{Budget, CircuitBreaker, Resilient};
 use super::offline::OfflineProvider;
 use super::openai::{JsonMode, OPENAI_PROVIDER, OpenAiProvider};
 use super::pii::Pseudonymising;
@@ -115,7 +115,10 @@ impl ProviderRegistry {
                         JsonMode::parse(&settings.openai_response_format)
                             .unwrap_or(JsonMode::JsonObject),
                     )
-                    .map_err(|e| invalid("OPENAI_BASE_URL", e))?,
+                    .map_err(|e| invalid("OPENAI_BASE_URL", e))?
+                    .with_first_token_timeout(Some(Duration::from_secs_f64(
+                        settings.llm_first_token_timeout_seconds,
+                    ))),
                 ),
                 other => {
                     return Err(ConfigError::Invalid {
@@ -132,8 +135,30 @@ impl ProviderRegistry {
             };
             let breaker = Arc::new(CircuitBreaker::new(name, threshold, cooldown));
             circuits.push(breaker.clone());
-            let mut guarded: Arc<dyn LlmProvider> =
-                Arc::new(Resilient::new(raw, breaker, timeout, prices.clone()));
+            let (max_concurrency, budget) = if name == ANTHROPIC_PROVIDER {
+                (
+                    settings.anthropic_max_concurrency,
+                    Budget::new(
+                        name,
+                        settings.anthropic_daily_token_budget,
+                        settings.anthropic_daily_cost_budget_usd,
+                    ),
+                )
+            } else {
+                (
+                    settings.openai_max_concurrency,
+                    Budget::new(
+                        name,
+                        settings.openai_daily_token_budget,
+                        settings.openai_daily_cost_budget_usd,
+                    ),
+                )
+            };
+            let mut guarded: Arc<dyn LlmProvider> = Arc::new(
+                Resilient::new(raw, breaker, timeout, prices.clone())
+                    .with_max_concurrency(max_concurrency)
+                    .with_budget(Arc::new(budget)),
+            );
             if let Some(g) = &gate {
                 guarded = Arc::new(Gated::new(guarded, name, g.clone()));
             }

@@ -10,8 +10,67 @@ use super::{LlmError, LlmProvider, LlmRequest};
 /// Repair prompts after the first answer, at most.
 pub const MAX_REPAIRS: u32 = 2;
 
-/// Longest previous answer quoted back in a repair prompt.
-const MAX_QUOTED_ANSWER: usize = 2000;
+/// Most evidence ids an answer may list in `cited_evidence` (a small model otherwise repeats
+/// one id until `max_tokens`).
+pub const MAX_CITED: usize = 8;
+
+/// Longest rejection reason quoted in a repair prompt.
+const MAX_QUOTED_REASON: usize = 300;
+
+/// Text of the engine's own prompts: an answer holding one echoed the prompt back.
+const PROMPT_MARKERS: &[&str] = &[
+    "citable evidence ids",
+    "allowed dispositions",
+    "answer schema",
+    "could not use your last answer",
+    "system message",
+    "the narrative, citing",
+    "text citing evidence",
+    "evidence ids used",
+];
+
+/// The JSON schema of a `cited_evidence` list: the alert's real ids only, 1 to
+/// [`MAX_CITED`] of them.
+pub fn evidence_schema(citable: &[String]) -> serde_json::Value {
+    serde_json::json!({
+        "type": "array",
+        "items": {"type": "string", "enum": citable},
+        "minItems": 1,
+        "maxItems": MAX_CITED,
+    })
+}
+
+/// A free-text field of an answer: not blank, at most `max_chars` characters, and not an
+/// echo of the prompt (template text or the repair instruction copied into the answer).
+pub fn check_free_text(field: &str, text: &str, max_chars: usize) -> Result<(), LlmError> {
+    if text.trim().is_empty() {
+        return Err(LlmError::Malformed(format!("{field} is empty")));
+    }
+    let n = text.chars().count();
+    if n > max_chars {
+        return Err(LlmError::Malformed(format!(
+            "{field} has {n} characters, at most {max_chars} allowed"
+        )));
+    }
+    let lower = text.to_lowercase();
+    if let Some(m) = PROMPT_MARKERS.iter().find(|m| lower.contains(*m)) {
+        return Err(LlmError::Malformed(format!(
+            "{field} repeats the instructions ({m:?}) instead of answering"
+        )));
+    }
+    Ok(())
+}
+
+/// A `cited_evidence` list of at most [`MAX_CITED`] ids.
+pub fn check_cited_count(cited: &[String]) -> Result<(), LlmError> {
+    if cited.len() > MAX_CITED {
+        return Err(LlmError::Malformed(format!(
+            "cited_evidence lists {} ids, at most {MAX_CITED} allowed",
+            cited.len()
+        )));
+    }
+    Ok(())
+}
 
 /// A validated answer and what it cost, over every call it took.
 #[derive(Debug, Clone)]
@@ -143,15 +202,14 @@ pub async fn complete_validated<T>(
     let (mut tokens_in, mut tokens_out, mut cost) = (0u64, 0u64, 0f64);
     let mut repairs: Vec<String> = Vec::new();
     loop {
-        let (result, answer) = match provider.complete(req.clone()).await {
+        let result = match provider.complete(req.clone()).await {
             Ok(r) => {
                 tokens_in += r.tokens_in;
                 tokens_out += r.tokens_out;
                 cost += r.cost_usd;
-                let v = validate(&r.text);
-                (v.map(|v| (v, r.provider.clone(), r.model.clone())), r.text)
+                validate(&r.text).map(|v| (v, r.provider, r.model))
             }
-            Err(e @ LlmError::Malformed(_)) => (Err(e), String::new()),
+            Err(e @ LlmError::Malformed(_)) => Err(e),
             Err(e) => return Err(e),
         };
         let reason = match result {
@@ -181,12 +239,13 @@ pub async fn complete_validated<T>(
                 "{reason} (still invalid after {MAX_REPAIRS} repair prompts)"
             )));
         }
-        let quoted: String = answer.chars().take(MAX_QUOTED_ANSWER).collect();
+        // The rejected answer is not quoted back (a small model copies whatever it is shown),
+        // and the answer is checked for echoes of this text (see `check_free_text`).
+        let why: String = reason.chars().take(MAX_QUOTED_REASON).collect();
         req.prompt = format!(
-            "{original_prompt}\n\n{}\nREJECTED BECAUSE: {}\nPREVIOUS ANSWER (data only):\n{}",
+            "{original_prompt}\n\n{}PROBLEM: {}",
             REPAIR.text,
-            fence_untrusted(&reason),
-            fence_untrusted(&quoted)
+            fence_untrusted(&why),
         );
     }
 }

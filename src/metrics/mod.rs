@@ -163,6 +163,13 @@ pub struct QueueLabels {
     pub sla: String,
 }
 
+/// Labels: a model provider.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProviderLabels {
+    /// `anthropic` or `openai`.
+    pub provider: String,
+}
+
 /// Labels: a review action.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ActionLabels {
@@ -189,6 +196,7 @@ struct Inner {
     llm_calls: Family<LlmLabels, Counter>,
     llm_tokens: Family<TokenLabels, Counter>,
     llm_cost: Family<LlmLabels, Counter<f64, std::sync::atomic::AtomicU64>>,
+    llm_budget_exhausted: Family<ProviderLabels, Counter>,
     http_requests: Family<HttpLabels, Counter>,
     http_duration: Family<RouteLabels, Histogram>,
     mq_messages: Family<MqLabels, Counter>,
@@ -239,6 +247,7 @@ impl Metrics {
         "aml_triage_llm_calls_total",
         "aml_triage_llm_tokens_total",
         "aml_triage_llm_cost_usd_total",
+        "aml_triage_llm_budget_exhausted_total",
         "aml_triage_http_requests_total",
         "aml_triage_http_request_duration_seconds",
         "aml_triage_cache_requests_total",
@@ -341,6 +350,12 @@ impl Metrics {
             "Model cost in US dollars, by agent, provider and model",
             llm_cost.clone(),
         );
+        let llm_budget_exhausted = Family::<ProviderLabels, Counter>::default();
+        registry.register(
+            "llm_budget_exhausted",
+            "Step attempts refused because the provider's daily token or cost budget is spent",
+            llm_budget_exhausted.clone(),
+        );
         let http_requests = Family::<HttpLabels, Counter>::default();
         registry.register(
             "http_requests",
@@ -414,6 +429,7 @@ impl Metrics {
                 llm_calls,
                 llm_tokens,
                 llm_cost,
+                llm_budget_exhausted,
                 http_requests,
                 http_duration,
                 mq_messages,
@@ -570,6 +586,16 @@ impl Metrics {
         }
     }
 
+    /// A step attempt was refused because `provider`'s daily budget is spent.
+    pub fn llm_budget_exhausted(&self, provider: &str) {
+        self.inner
+            .llm_budget_exhausted
+            .get_or_create(&ProviderLabels {
+                provider: provider.to_string(),
+            })
+            .inc();
+    }
+
     /// An alert was refused at admission.
     pub fn admission_rejected(&self, reason: &str) {
         self.inner
@@ -673,6 +699,7 @@ mod tests {
         m.http_request("/health", "GET", 200, 0.001);
         m.cache_lookup("historical", true);
         m.lease_takeover();
+        m.llm_budget_exhausted("openai");
         m.mq_message("dead_lettered", "conflict");
         m.list_age("OFAC_SDN", 12.5);
         m.list_reload("swapped");

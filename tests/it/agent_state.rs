@@ -169,6 +169,7 @@ fn request() -> LlmRequest {
         max_tokens: 50,
         schema: None,
         sensitive: vec![],
+        spend: Default::default(),
     }
 }
 

@@ -21,9 +21,9 @@ use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 use crate::support::*;
 
-const KEY: &str = "sk-test-SECRET-0123456789";
+pub(crate) const KEY: &str = "sk-test-SECRET-0123456789";
 
-fn request(prompt: &str) -> LlmRequest {
+pub(crate) fn request(prompt: &str) -> LlmRequest {
     LlmRequest {
         agent: AgentKind::DecisionMaker,
         model: "model-x".into(),
@@ -34,16 +34,17 @@ fn request(prompt: &str) -> LlmRequest {
         max_tokens: 100,
         schema: None,
         sensitive: vec![],
+        spend: Default::default(),
     }
 }
 
-fn anthropic_ok(text: &str, stop: &str) -> Value {
+pub(crate) fn anthropic_ok(text: &str, stop: &str) -> Value {
     json!({"id": "msg_1", "type": "message", "role": "assistant", "model": "model-x",
            "content": [{"type": "text", "text": text}], "stop_reason": stop,
            "usage": {"input_tokens": 11, "output_tokens": 7}})
 }
 
-fn openai_ok(text: &str, finish: &str) -> Value {
+pub(crate) fn openai_ok(text: &str, finish: &str) -> Value {
     json!({"id": "c1", "object": "chat.completion", "created": 1, "model": "model-x",
            "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
                         "finish_reason": finish}],
@@ -249,16 +250,7 @@ async fn openai_wire_format() {
         assert_eq!(r, Err(LlmError::Unauthorized))
     })
     .await;
-    // async-openai drops the headers of failed responses: retry-after is not reachable, the
-    // supervisor's own backoff applies.
-    wire_case(
-        "openai",
-        t(429)
-            .insert_header("retry-after", "7")
-            .set_body_json(err("slow down")),
-        |r| assert_eq!(r, Err(LlmError::RateLimited { retry_after: None })),
-    )
-    .await;
+    // 429 and retry-after: see llm_gaps::openai_429_honours_retry_after.
     wire_case("openai", t(500).set_body_string("oops"), |r| {
         assert_eq!(r, Err(LlmError::Server { status: 500 }))
     })
@@ -317,9 +309,11 @@ async fn schema_invalid_is_repaired_then_rejected(api: &str) {
     let reqs = server.received_requests().await.unwrap();
     let last = String::from_utf8_lossy(&reqs[2].body).to_string();
     assert!(
-        last.contains("PREVIOUS ANSWER WAS REJECTED"),
+        last.contains("could not use your last answer"),
         "{api}: {last}"
     );
+    // The rejected answer is not quoted back for the model to copy.
+    assert!(!last.contains("AUTO_CLEAR"), "{api}: {last}");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -327,7 +321,7 @@ async fn schema_invalid_is_repaired_then_rejected(api: &str) {
 
 /// An alert with personal data everywhere and a counterparty in a FATF call-for-action
 /// country, so the deterministic policy escalates it.
-fn pii_alert(id: &str) -> String {
+pub(crate) fn pii_alert(id: &str) -> String {
     format!(
         r#"{{"alert_id":"{id}","alert_type":"TRANSACTION","priority":"MEDIUM",
         "created_at":"2026-01-05T10:00:00Z",
@@ -341,7 +335,7 @@ fn pii_alert(id: &str) -> String {
     )
 }
 
-const PII: &[&str] = &[
+pub(crate) const PII: &[&str] = &[
     "Quillfeather",
     "Maggie Quill",
     "1971-09-14",
@@ -353,9 +347,9 @@ const PII: &[&str] = &[
 
 /// A stub Anthropic server that answers each agent by its system prompt, always with the
 /// given usage, and records every request body.
-struct AgentStub {
-    bodies: Arc<Mutex<Vec<String>>>,
-    decision: String,
+pub(crate) struct AgentStub {
+    pub(crate) bodies: Arc<Mutex<Vec<String>>>,
+    pub(crate) decision: String,
 }
 
 impl Respond for AgentStub {
@@ -379,7 +373,7 @@ impl Respond for AgentStub {
     }
 }
 
-fn anthropic_settings(base: &str) -> aml_triage::Settings {
+pub(crate) fn anthropic_settings(base: &str) -> aml_triage::Settings {
     aml_triage::Settings {
         context_builder_provider: "anthropic".into(),
         decision_maker_provider: "anthropic".into(),
@@ -395,7 +389,7 @@ fn anthropic_settings(base: &str) -> aml_triage::Settings {
     }
 }
 
-async fn stub_server(decision: &str) -> (MockServer, Arc<Mutex<Vec<String>>>) {
+pub(crate) async fn stub_server(decision: &str) -> (MockServer, Arc<Mutex<Vec<String>>>) {
     let server = MockServer::start().await;
     let bodies = Arc::new(Mutex::new(Vec::new()));
     Mock::given(method("POST"))

@@ -17,6 +17,8 @@ mod layering;
 mod lean_path;
 mod lists;
 mod llm;
+mod llm_gaps;
+mod llm_local;
 mod mq;
 mod mq_support;
 mod redis_state;
