@@ -1,8 +1,9 @@
 //! OpenAI-compatible chat completions over the shared reqwest stack, with a configurable base
 //! URL so vLLM, Ollama, llama.cpp servers and gateways work too.
 //!
-//! The endpoint is called directly (not through async-openai, which drops the headers of a
-//! failed call) so a 429's `retry-after` reaches the supervisor's retry policy.
+//! The request is async-openai's typed `CreateChatCompletionRequest`; it is sent over the shared
+//! reqwest stack rather than async-openai's client, which drops the headers of a failed call,
+//! so a 429's `retry-after` reaches the supervisor's retry policy.
 //!
 //! Servers differ in how they take a JSON schema: OpenAI wants
 //! `{"type":"json_schema","json_schema":{...}}`, llama-cpp-python wants
@@ -20,6 +21,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
+use async_openai::types::chat::{
+    ChatCompletionRequestSystemMessage, ChatCompletionRequestUserMessage,
+    ChatCompletionStreamOptions, CreateChatCompletionRequest, ResponseFormat,
+    ResponseFormatJsonSchema,
+};
 use futures_util::future::BoxFuture;
 use serde::Deserialize;
 
@@ -48,17 +54,21 @@ fn mode_index(m: JsonMode) -> u8 {
 }
 
 impl JsonMode {
-    fn response_format(self, schema: Option<&serde_json::Value>) -> Option<serde_json::Value> {
+    /// The typed `response_format`, where OpenAI's API has one. llama.cpp's
+    /// `{"type":"json_object","schema":...}` has no OpenAI type: [`JsonMode::JsonObjectSchema`]
+    /// is sent as `json_object` here and given its schema on the serialised body.
+    fn response_format(self, schema: Option<&serde_json::Value>) -> Option<ResponseFormat> {
         Some(match (self, schema) {
             (Self::Text, _) => return None,
-            (Self::JsonSchema, Some(s)) => serde_json::json!({
-                "type": "json_schema",
-                "json_schema": {"name": "answer", "schema": s},
-            }),
-            (Self::JsonObjectSchema, Some(s)) => {
-                serde_json::json!({"type": "json_object", "schema": s})
-            }
-            _ => serde_json::json!({"type": "json_object"}),
+            (Self::JsonSchema, Some(s)) => ResponseFormat::JsonSchema {
+                json_schema: ResponseFormatJsonSchema {
+                    description: None,
+                    name: "answer".into(),
+                    schema: s.clone(),
+                    strict: None,
+                },
+            },
+            _ => ResponseFormat::JsonObject,
         })
     }
 }
@@ -147,22 +157,30 @@ impl OpenAiProvider {
         Some(self.mode())
     }
 
+    /// The request body: async-openai's typed chat-completions request, serialised.
     fn body(&self, request: &LlmRequest, mode: JsonMode, stream: bool) -> serde_json::Value {
-        let mut body = serde_json::json!({
-            "model": request.model,
-            "messages": [
-                {"role": "system", "content": request.system},
-                {"role": "user", "content": request.prompt},
+        // `max_tokens` is deprecated by OpenAI in favour of `max_completion_tokens`, which
+        // llama.cpp, vLLM and most gateways do not read yet.
+        #[allow(deprecated)]
+        let typed = CreateChatCompletionRequest {
+            model: request.model.clone(),
+            messages: vec![
+                ChatCompletionRequestSystemMessage::from(request.system.as_str()).into(),
+                ChatCompletionRequestUserMessage::from(request.prompt.as_str()).into(),
             ],
-            "max_tokens": request.max_tokens,
-            "temperature": 0.0,
-            "stream": stream,
-        });
-        if let Some(f) = mode.response_format(request.schema.as_ref()) {
-            body["response_format"] = f;
-        }
-        if stream {
-            body["stream_options"] = serde_json::json!({"include_usage": true});
+            max_tokens: Some(request.max_tokens),
+            temperature: Some(0.0),
+            stream: Some(stream),
+            stream_options: stream.then_some(ChatCompletionStreamOptions {
+                include_usage: Some(true),
+                ..Default::default()
+            }),
+            response_format: mode.response_format(request.schema.as_ref()),
+            ..Default::default()
+        };
+        let mut body = serde_json::to_value(&typed).unwrap_or_default();
+        if let (JsonMode::JsonObjectSchema, Some(schema)) = (mode, request.schema.as_ref()) {
+            body["response_format"]["schema"] = schema.clone();
         }
         body
     }
@@ -453,6 +471,69 @@ impl LlmProvider for OpenAiProvider {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn request_body_speaks_the_chat_completions_wire_format() {
+        let p = OpenAiProvider::new(
+            "http://127.0.0.1:1/v1",
+            &ApiKey::new(""),
+            Duration::from_secs(1),
+            JsonMode::JsonSchema,
+        )
+        .unwrap();
+        let schema = serde_json::json!({"type": "object"});
+        let request = LlmRequest {
+            agent: crate::domain::AgentKind::DecisionMaker,
+            model: "m".into(),
+            prompt_version: "p@1".into(),
+            system: "sys".into(),
+            prompt: "user text".into(),
+            task: super::super::LlmTask::Check { findings: vec![] },
+            max_tokens: 77,
+            schema: Some(schema.clone()),
+            sensitive: vec![],
+            spend: Default::default(),
+        };
+        let b = p.body(&request, JsonMode::JsonSchema, false);
+        assert_eq!(
+            b["messages"],
+            serde_json::json!([{"role": "system", "content": "sys"},
+                               {"role": "user", "content": "user text"}])
+        );
+        assert_eq!(
+            (b["model"].as_str(), b["max_tokens"].as_u64()),
+            (Some("m"), Some(77))
+        );
+        assert_eq!(
+            (b["temperature"].as_f64(), b["stream"].as_bool()),
+            (Some(0.0), Some(false))
+        );
+        assert_eq!(
+            b["response_format"],
+            serde_json::json!({"type": "json_schema",
+                               "json_schema": {"name": "answer", "schema": schema}})
+        );
+        assert!(b.get("stream_options").is_none());
+        let b = p.body(&request, JsonMode::JsonObjectSchema, true);
+        assert_eq!(
+            b["response_format"],
+            serde_json::json!({"type": "json_object", "schema": schema})
+        );
+        assert_eq!(
+            b["stream_options"],
+            serde_json::json!({"include_usage": true})
+        );
+        let b = p.body(&request, JsonMode::JsonObject, false);
+        assert_eq!(
+            b["response_format"],
+            serde_json::json!({"type": "json_object"})
+        );
+        assert!(
+            p.body(&request, JsonMode::Text, false)
+                .get("response_format")
+                .is_none()
+        );
+    }
 
     #[test]
     fn response_format_rejections_are_recognised() {
