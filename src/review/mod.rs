@@ -1082,7 +1082,7 @@ impl Review {
 
 /// Engine hook, called once a decision is persisted: opens a case when the disposition is
 /// escalated. It runs as a task of its own, so the decision is not held up by the case's
-/// writes (on SQLite they wait for the store's writer). It never fails the decision; a case
+/// writes (on SQLite they wait for the store's writer); closing the store waits for it. It never fails the decision; a case
 /// it could not open (an error, or a crash first) is opened later by
 /// [`Review::open_missing_cases`], which `serve` runs at start and every minute.
 pub async fn on_decision(store: &Arc<Store>, metrics: &Metrics, decision: &crate::Decision) {
@@ -1093,7 +1093,8 @@ pub async fn on_decision(store: &Arc<Store>, metrics: &Metrics, decision: &crate
     // Opening a case reads no setting.
     let review = Review::new(store.clone(), metrics.clone(), ReviewConfig::default());
     let (alert_id, score) = (decision.alert_id.clone(), decision.risk_score);
-    tokio::spawn(async move {
+    // Tracked by the store, whose close waits for it.
+    store.spawn_follow_up(async move {
         if let Err(e) = review
             .open_case_for_decision(&alert_id, disposition, Some(score))
             .await

@@ -108,6 +108,9 @@ struct Inner {
     committed_head: Arc<std::sync::Mutex<Option<ChainHead>>>,
     /// How many times a caller has waited for a commit (see [`Store::commit_waits`]).
     commit_waits: Arc<AtomicU64>,
+    /// Follow-up work started after a commit (a review case for an escalated decision):
+    /// [`Store::close`] waits for it before it stops the writer and closes the pools.
+    follow_ups: tokio_util::task::TaskTracker,
 }
 
 /// A queued write; [`PendingWrite::committed`] resolves when its batch has committed.
@@ -243,6 +246,7 @@ impl Store {
                 chain_lock: Mutex::new(chain_lock),
                 committed_head,
                 commit_waits: Arc::new(AtomicU64::new(0)),
+                follow_ups: tokio_util::task::TaskTracker::new(),
             }),
         })
     }
@@ -498,9 +502,30 @@ impl Store {
         }
     }
 
-    /// Writes everything queued, stops the writer, releases the chain lock and closes pools.
-    /// Later writes fail with [`StoreError::Closed`].
+    /// Runs `work` (store writes that follow a commit, such as opening a review case) as a
+    /// task that [`Store::close`] waits for, so a shutdown does not cut it off half-way.
+    pub fn spawn_follow_up<F>(&self, work: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        self.inner.follow_ups.spawn(work);
+    }
+
+    /// Waits (up to 10 s) for follow-up work, writes everything queued, stops the writer,
+    /// releases the chain lock and closes pools. Later writes fail with [`StoreError::Closed`].
     pub async fn close(&self) {
+        self.inner.follow_ups.close();
+        if tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            self.inner.follow_ups.wait(),
+        )
+        .await
+        .is_err()
+        {
+            tracing::warn!(
+                "follow-up writes still running at close: the next start's sweep completes them"
+            );
+        }
         let _ = self.send(Op::Shutdown).await;
         if let Some(handle) = self.inner.writer.lock().await.take() {
             let _ = handle.await;

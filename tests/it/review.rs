@@ -566,6 +566,45 @@ async fn cases_of_one_customer_are_linked_both_ways() {
     s.stop().await;
 }
 
+/// A case is opened after its decision commits, by a task of its own; shutting the engine
+/// down right after the decisions waits for those tasks, so every escalated decision has its
+/// case without the next start's sweep.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn escalated_decisions_have_their_cases_after_shutdown() {
+    let db = TestDb::new(Kind::Sqlite).await;
+    let s = server_on(&db).await;
+    let ids: Vec<String> = (0..40).map(|i| format!("shut-{i}")).collect();
+    let mut calls = Vec::new();
+    for id in &ids {
+        calls.push(s.post("/v1/alerts?wait=true", Some(SUBMITTER), hit_alert(id)));
+    }
+    let mut escalated = Vec::new();
+    for (id, r) in ids.iter().zip(futures_util::future::join_all(calls).await) {
+        assert_eq!(r.status(), 200);
+        let d: Value = r.json().await.unwrap();
+        if d["disposition"] != "AUTO_CLEAR" {
+            escalated.push(id.clone());
+        }
+    }
+    assert!(escalated.len() >= 30, "{escalated:?}");
+    s.stop().await;
+    let store = aml_triage::store::Store::connect(
+        Some(&db.url),
+        "after-shutdown",
+        aml_triage::store::StoreOptions::default(),
+    )
+    .await
+    .unwrap();
+    let mut missing = Vec::new();
+    for id in &escalated {
+        if store.case_for_alert(id).await.unwrap().is_none() {
+            missing.push(id.clone());
+        }
+    }
+    assert!(missing.is_empty(), "no case for {missing:?}");
+    store.close().await;
+}
+
 /// Password guessing is throttled per user id across nodes (the failures are counted in the
 /// store): after 5 failures even the right password is refused with 429 and Retry-After, an
 /// unknown user id is treated the same (no hint that an account exists), other users are not
