@@ -1,5 +1,6 @@
 //! SAR filing clocks and queue SLAs: date arithmetic only.
 
+use crate::domain::alert::Priority;
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -114,9 +115,9 @@ pub struct SlaTable {
 impl Default for SlaTable {
     fn default() -> Self {
         SlaTable {
-            entries: ["CRITICAL", "HIGH", "MEDIUM", "LOW"]
+            entries: Priority::ALL
                 .into_iter()
-                .map(|p| (p.to_string(), Sla::for_priority(p)))
+                .map(|p| (p.as_str().to_string(), Sla::for_priority(p.as_str())))
                 .collect(),
         }
     }
@@ -132,7 +133,7 @@ impl SlaTable {
                 .split_once('=')
                 .ok_or_else(|| format!("`{item}` is not PRIORITY=WARN/BREACH"))?;
             let priority = priority.trim().to_ascii_uppercase();
-            if !["CRITICAL", "HIGH", "MEDIUM", "LOW"].contains(&priority.as_str()) {
+            if !Priority::ALL.iter().any(|p| p.as_str() == priority) {
                 return Err(format!("unknown priority `{priority}`"));
             }
             let (warn, breach) = hours
